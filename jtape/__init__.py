@@ -1,0 +1,21 @@
+"""jtape: reverse-mode automatic differentiation with an explicit gradient tape, on JAX.
+
+    from jtape import autodiff, tensor
+    from jtape.backends import JaxBackend
+
+    backend = autodiff.new(JaxBackend())
+    x = tensor.from_slice([2.0], tensor.Shape((1,)), backend)
+    y = x * x
+    y.backward()
+    print(x.grad)        # [4.]
+"""
+
+from . import autodiff, backends, ops, tensor
+from .autodiff import AutodiffBackend, GradientTape, no_grad
+from .backends import JaxBackend
+from .tensor import DataType, Device, RawTensor, Shape, Tensor
+
+__version__ = "0.1.0"
+
+__all__ = ["AutodiffBackend", "DataType", "Device", "GradientTape", "JaxBackend", "RawTensor", "Shape", "Tensor",
+           "autodiff", "backends", "no_grad", "ops", "tensor", "__version__"]

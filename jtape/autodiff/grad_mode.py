@@ -1,0 +1,40 @@
+"""``no_grad``: switch recording off for the current thread only.
+
+Born's ``NoGrad`` flipped one flag shared by every goroutine; here the switch is a per-thread
+counter, so one thread evaluating a model never stops another thread's tape. Nesting works
+(each ``with`` adds one) and the count is restored even when the body raises.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    """False inside a ``no_grad`` block of the current thread."""
+    return not getattr(_state, "depth", 0)
+
+
+class no_grad:
+    """Disable recording in this thread: ``with no_grad(): ...`` or ``no_grad(fn)``.
+
+    Called with a function, runs it with recording off and returns its result (Born's
+    ``NoGrad(fn)``); called with nothing, returns a context manager.
+    """
+
+    def __new__(cls, fn: Callable[[], Any] | None = None):
+        self = super().__new__(cls)
+        if fn is None:
+            return self
+        with self:
+            return fn()
+
+    def __enter__(self) -> "no_grad":
+        _state.depth = getattr(_state, "depth", 0) + 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _state.depth -= 1

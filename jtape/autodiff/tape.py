@@ -1,0 +1,146 @@
+"""``GradientTape``: the list of recorded operations, and the reverse walk over it."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Iterable
+
+from ..ops.base import Operation
+from ..tensor.errors import DTypeError, ShapeError, TapeError
+from ..tensor.raw import RawTensor
+from .grad_mode import is_grad_enabled
+
+
+class GradientTape:
+    """Records operations during the forward pass; ``backward`` walks them in reverse.
+
+    The tape is a plain list in recording order. An op can only read tensors that already exist,
+    so every op comes after the ops that produced its inputs: the reversed list is already a
+    topological order, and the walk needs no graph search and no recursion.
+    """
+
+    def __init__(self) -> None:
+        self._ops: list[Operation] = []
+        self._recording = False
+        self._lock = threading.Lock()
+
+    # -- recording ---------------------------------------------------------------------------
+    def start_recording(self) -> None:
+        self._recording = True
+
+    def stop_recording(self) -> None:
+        self._recording = False
+
+    def is_recording(self) -> bool:
+        """True when recording is on and the current thread is not inside ``no_grad``."""
+        return self._recording and is_grad_enabled()
+
+    def record(self, op: Operation) -> None:
+        """Append ``op`` if the tape is recording (and the thread is not in ``no_grad``)."""
+        if self._recording and is_grad_enabled():
+            with self._lock:
+                self._ops.append(op)
+
+    def clear(self) -> None:
+        """Drop every recorded op (and with them the tensors they saved). Recording state stays."""
+        with self._lock:
+            self._ops = []
+
+    def num_ops(self) -> int:
+        return len(self._ops)
+
+    def operations(self) -> list[Operation]:
+        """A copy of the recorded ops, in recording order."""
+        return list(self._ops)
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def __repr__(self) -> str:
+        state = "recording" if self._recording else "stopped"
+        return f"GradientTape({len(self._ops)} ops, {state})"
+
+    # -- the reverse walk ----------------------------------------------------------------------
+    def backward(self, output_grad: RawTensor, backend: Any, output: RawTensor | None = None) -> dict[RawTensor, RawTensor]:
+        """Gradients of every tensor on the tape, given ``output_grad = ∂ℒ/∂output``.
+
+        ``output`` is the tensor being differentiated; without it, the output of the last
+        recorded op (as Born does). Returns a map RawTensor -> ∂ℒ/∂tensor for every tensor the
+        gradient reached, the output included. The rules run on ``backend`` (its inner backend
+        if it is an AutodiffBackend, so the backward pass is not itself recorded).
+        """
+        ops = self._ops
+        if not ops:
+            raise TapeError("backward: the tape is empty — nothing was recorded (was recording on, "
+                            "and the ops run on the AutodiffBackend outside no_grad?)")
+        if output is None:
+            output = ops[-1].output()
+        return self.walk({output: output_grad}, backend)
+
+    def gradient(self, target: Any, sources: Any, output_gradients: Any = None,
+                 unconnected_gradients: str = "none", *, backend: Any = None) -> Any:
+        """TF-style gradients of ``target`` for ``sources``, in the structure of ``sources``.
+
+        ``backend`` defaults to the target's (for Tensor targets). See ``jtape.autodiff.engine.gradient``.
+        """
+        from .engine import gradient
+        if backend is None:
+            first = target[0] if isinstance(target, (list, tuple)) else target
+            backend = getattr(first, "backend", None)
+            if backend is None:
+                raise TapeError("gradient: targets are RawTensors; pass backend= to run the rules on")
+        return gradient(self, backend, target, sources, output_gradients, unconnected_gradients)
+
+    def walk(self, seeds: dict[RawTensor, RawTensor], backend: Any, *, keep: Iterable[RawTensor] | None = None
+             ) -> dict[RawTensor, RawTensor]:
+        """The reverse walk from several seeded outputs (``{output: ∂ℒ/∂output}``).
+
+        For each op, newest first: if a gradient reached its output, apply its rule and add the
+        results into its inputs' gradients (a tensor used k times receives k contributions, summed
+        here — the multivariate chain rule). With ``keep``, gradients of other tensors are dropped
+        once their op has consumed them, so intermediate gradients do not pile up in memory.
+        """
+        rules = getattr(backend, "inner", lambda: backend)()
+        ops = list(self._ops)
+        produced = {op.output() for op in ops}
+        for out, g in seeds.items():
+            if out not in produced:
+                raise TapeError(f"backward: the tensor {out!r} was not produced by an op on this tape; "
+                                f"expected a result of recorded ops (was it computed under no_grad, on "
+                                f"another backend, or was the tape cleared by an earlier backward?)")
+            _check_grad("backward (output_grad)", None, g, out)
+        grads = dict(seeds)
+        keep_set = None if keep is None else set(keep)
+        for op in reversed(ops):
+            out = op.output()
+            g = grads.get(out) if keep_set is None or out in keep_set else grads.pop(out, None)
+            if g is None:
+                continue
+            inputs = op.inputs()
+            in_grads = op.backward(g, rules)
+            if len(in_grads) != len(inputs):
+                raise TapeError(f"{type(op).__name__}.backward returned {len(in_grads)} gradients for "
+                                f"{len(inputs)} inputs; expected one (or None) per input")
+            for i, (x, gx) in enumerate(zip(inputs, in_grads)):
+                if gx is None:
+                    continue
+                _check_grad(type(op).__name__, i, gx, x)
+                prev = grads.get(x)
+                grads[x] = gx if prev is None else rules.add(prev, gx)
+        return grads
+
+
+def _check_grad(op: str, index: int | None, g: Any, x: RawTensor) -> None:
+    """Every gradient must have exactly its tensor's shape and dtype."""
+    where = f"{op} input {index}" if index is not None else op
+    if not isinstance(g, RawTensor):
+        raise TapeError(f"{where}: got a gradient of type {type(g).__name__}; expected a RawTensor or None")
+    if tuple(g.shape) != tuple(x.shape):
+        raise ShapeError(f"{where}: got a gradient of shape {tuple(g.shape)}; expected the input's shape {tuple(x.shape)}")
+    if g.dtype is not x.dtype:
+        raise DTypeError(f"{where}: got a gradient of dtype {g.dtype.value}; expected the input's dtype {x.dtype.value}")
+
+
+def new_gradient_tape() -> GradientTape:
+    """A new, empty tape (not recording until ``start_recording()``)."""
+    return GradientTape()

@@ -1,0 +1,111 @@
+"""Creating tensors: ``from_slice`` (the seed's ``FromSlice``), ``from_numpy``, ``zeros``, ``ones``,
+``full``, ``arange``, ``randn`` and ``rand``.
+
+Each takes the backend the tensor will live on; on an ``AutodiffBackend`` the new tensor is a
+leaf that gradients can reach.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import checks
+from .dtype import DataType
+from .errors import ShapeError
+from .shape import Shape
+from .tensor import Tensor
+
+
+def from_slice(values: Sequence[Any], shape: Sequence[int], backend: Any, dtype: DataType | str = "float32") -> Tensor:
+    """A tensor of ``shape`` holding the flat ``values`` in row-major order (float32 by default)."""
+    shp = Shape(checks.as_shape_arg("from_slice", shape))
+    arr = np.asarray(values, dtype=DataType.of(dtype).numpy)
+    if arr.size != shp.size:
+        raise ShapeError(f"from_slice: got {arr.size} values for shape {tuple(shp)}; expected {shp.size}")
+    return Tensor(backend.from_numpy(arr.reshape(shp), dtype), backend)
+
+
+def from_numpy(array: Any, backend: Any, dtype: DataType | str | None = None) -> Tensor:
+    """A copy of a NumPy array (or anything ``np.asarray`` takes) on ``backend``; keeps its dtype
+    unless ``dtype`` is given."""
+    return Tensor(backend.from_numpy(array, dtype), backend)
+
+
+def full(shape: Sequence[int], value: Any, backend: Any, dtype: DataType | str = "float32") -> Tensor:
+    return Tensor(backend.full(shape, value, dtype), backend)
+
+
+def zeros(shape: Sequence[int], backend: Any, dtype: DataType | str = "float32") -> Tensor:
+    return full(shape, 0, backend, dtype)
+
+
+def ones(shape: Sequence[int], backend: Any, dtype: DataType | str = "float32") -> Tensor:
+    return full(shape, 1, backend, dtype)
+
+
+def zeros_like(t: Tensor) -> Tensor:
+    return zeros(t.shape, t.backend, t.dtype)
+
+
+def ones_like(t: Tensor) -> Tensor:
+    return ones(t.shape, t.backend, t.dtype)
+
+
+def arange(start: float, stop: float | None = None, step: float = 1, *, backend: Any,
+           dtype: DataType | str | None = None) -> Tensor:
+    """Evenly spaced values in ``[start, stop)`` (``arange(n, backend=b)`` gives 0..n-1).
+    int32 when all arguments are ints, else float32, unless ``dtype`` is given."""
+    if stop is None:
+        start, stop = 0, start
+    if dtype is None:
+        dtype = "int32" if all(isinstance(v, int) for v in (start, stop, step)) else "float32"
+    return from_numpy(np.arange(start, stop, step), backend, dtype)
+
+
+def _random(kind: str, shape: Sequence[int], backend: Any, seed: int | None, key: Any,
+            dtype: DataType | str) -> Tensor:
+    shp = tuple(Shape(checks.as_shape_arg(kind, shape)))
+    dt = DataType.of(dtype)
+    if not dt.is_float:
+        raise ShapeError(f"{kind}: got dtype {dt.value}; expected a float dtype")
+    if (seed is None) == (key is None):
+        raise ValueError(f"{kind}: pass exactly one of seed= (an int, NumPy's generator) or key= "
+                         f"(a jax.random key); got seed={seed!r}, key={key!r}")
+    if key is not None:
+        import jax
+        draw = jax.random.normal if kind == "randn" else jax.random.uniform
+        values = np.asarray(draw(key, shp, dt.numpy if dt is DataType.FLOAT64 else np.float32))
+    else:
+        rng = np.random.default_rng(seed)
+        values = rng.standard_normal(shp) if kind == "randn" else rng.random(shp)
+    return from_numpy(values, backend, dt)
+
+
+def randn(shape: Sequence[int], backend: Any, *, seed: int | None = None, key: Any = None,
+          dtype: DataType | str = "float32") -> Tensor:
+    """Standard-normal samples, from an explicit ``seed`` (NumPy) or ``key`` (jax.random)."""
+    return _random("randn", shape, backend, seed, key, dtype)
+
+
+def rand(shape: Sequence[int], backend: Any, *, seed: int | None = None, key: Any = None,
+         dtype: DataType | str = "float32") -> Tensor:
+    """Uniform samples in [0, 1), from an explicit ``seed`` (NumPy) or ``key`` (jax.random)."""
+    return _random("rand", shape, backend, seed, key, dtype)
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Concatenate tensors along ``dim``."""
+    if not tensors:
+        raise ShapeError("cat: got no tensors; expected at least one")
+    return tensors[0].cat(list(tensors[1:]), dim)
+
+
+def where(condition: Tensor, x: Any, y: Any) -> Tensor:
+    """``condition ? x : y`` elementwise, with broadcasting."""
+    if not isinstance(x, Tensor):
+        if not isinstance(y, Tensor):
+            raise TypeError("where: expected x or y to be a Tensor")
+        return Tensor(y.backend.where(condition.raw(), y._other(x, "where"), y.raw()), y.backend)
+    return x.where(condition, y)

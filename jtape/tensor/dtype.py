@@ -1,0 +1,104 @@
+"""``DataType``: the dtypes jtape knows, with their NumPy and JAX spellings."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from .errors import DTypeError
+
+
+class DataType(enum.Enum):
+    """A tensor's element type. ``.numpy`` is the NumPy dtype (bfloat16 comes from ml_dtypes,
+    the same type JAX uses), so it is also what ``jax.numpy`` accepts."""
+
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+    INT32 = "int32"
+    INT64 = "int64"
+    UINT8 = "uint8"
+    BOOL = "bool"
+
+    @property
+    def numpy(self) -> np.dtype:
+        return _NUMPY[self]
+
+    @property
+    def jax(self) -> np.dtype:
+        """The dtype to hand to ``jax.numpy`` (identical to ``numpy``; named for readability)."""
+        return _NUMPY[self]
+
+    @property
+    def is_float(self) -> bool:
+        return self in _FLOATS
+
+    @property
+    def is_int(self) -> bool:
+        return self in (DataType.INT32, DataType.INT64, DataType.UINT8)
+
+    @property
+    def is_bool(self) -> bool:
+        return self is DataType.BOOL
+
+    @property
+    def needs_x64(self) -> bool:
+        """True for the 64-bit dtypes, which JAX only provides with ``jax_enable_x64`` on."""
+        return self in (DataType.FLOAT64, DataType.INT64)
+
+    @property
+    def itemsize(self) -> int:
+        return _NUMPY[self].itemsize
+
+    def __repr__(self) -> str:
+        return f"jtape.{self.value}"
+
+    __str__ = __repr__
+
+    @staticmethod
+    def of(value: Any) -> "DataType":
+        """Normalise a DataType, a name (``"float32"``), a NumPy dtype or a scalar type."""
+        if isinstance(value, DataType):
+            return value
+        if isinstance(value, str):
+            try:
+                return DataType(value)
+            except ValueError:
+                pass
+        else:
+            try:
+                found = _FROM_NUMPY.get(np.dtype(value))
+            except TypeError:
+                found = None
+            if found is not None:
+                return found
+        raise DTypeError(
+            f"dtype: got {value!r}; expected one of {', '.join(d.value for d in DataType)}"
+        )
+
+
+_NUMPY = {
+    DataType.FLOAT32: np.dtype(np.float32),
+    DataType.FLOAT64: np.dtype(np.float64),
+    DataType.FLOAT16: np.dtype(np.float16),
+    DataType.BFLOAT16: np.dtype(ml_dtypes.bfloat16),
+    DataType.INT32: np.dtype(np.int32),
+    DataType.INT64: np.dtype(np.int64),
+    DataType.UINT8: np.dtype(np.uint8),
+    DataType.BOOL: np.dtype(np.bool_),
+}
+_FROM_NUMPY = {v: k for k, v in _NUMPY.items()}
+_FLOATS = (DataType.FLOAT32, DataType.FLOAT64, DataType.FLOAT16, DataType.BFLOAT16)
+
+float32 = DataType.FLOAT32
+float64 = DataType.FLOAT64
+float16 = DataType.FLOAT16
+bfloat16 = DataType.BFLOAT16
+int32 = DataType.INT32
+int64 = DataType.INT64
+uint8 = DataType.UINT8
+bool_ = DataType.BOOL

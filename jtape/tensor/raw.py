@@ -1,0 +1,51 @@
+"""``RawTensor``: the raw data holder that backends and the tape pass around."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from .dtype import DataType
+from .shape import Device, Shape
+
+
+class RawTensor:
+    """A backend's array with its shape, dtype and device.
+
+    ``data`` is whatever the backend computes with (a ``jax.Array`` — or a tracer inside
+    ``jax.jit`` — for JaxBackend, an ``np.ndarray`` for NumpyBackend). A RawTensor is hashed and
+    compared by *identity*, so it can key the gradient map: two tensors with equal values are
+    still two different tensors. ``grad`` holds the gradient that ``Tensor.backward()`` left here.
+
+    RawTensor is a JAX pytree (its leaf is ``data``; shape, dtype and device are static), so it
+    can cross ``jax.jit`` boundaries.
+    """
+
+    __slots__ = ("data", "shape", "dtype", "device", "grad", "__weakref__")
+
+    def __init__(self, data: Any, shape: Shape, dtype: DataType, device: Device):
+        self.data = data
+        self.shape = shape
+        self.dtype = dtype
+        self.device = device
+        self.grad: RawTensor | None = None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"RawTensor(shape={tuple(self.shape)}, dtype={self.dtype.value}, device={self.device.value})"
+
+
+def _flatten(t: RawTensor):
+    return (t.data,), (t.shape, t.dtype, t.device)
+
+
+def _unflatten(aux, children) -> RawTensor:
+    shape, dtype, device = aux
+    return RawTensor(children[0], shape, dtype, device)
+
+
+jax.tree_util.register_pytree_node(RawTensor, _flatten, _unflatten)
