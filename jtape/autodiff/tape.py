@@ -117,7 +117,7 @@ class GradientTape:
             if g is None:
                 continue
             inputs = op.inputs()
-            in_grads = op.backward(g, rules)
+            in_grads = rules.run_rule(op, g) if hasattr(rules, "run_rule") else op.backward(g, rules)
             if len(in_grads) != len(inputs):
                 raise TapeError(f"{type(op).__name__}.backward returned {len(in_grads)} gradients for "
                                 f"{len(inputs)} inputs; expected one (or None) per input")

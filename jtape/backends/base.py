@@ -63,6 +63,10 @@ class KernelBackend:
         """The tensor's values as a NumPy array (a host copy for device backends)."""
         return np.asarray(x.data)
 
+    def run_rule(self, op: Any, g: RawTensor) -> list:
+        """Apply ``op``'s backward rule on this backend (JaxBackend compiles fusable rules)."""
+        return op.backward(g, self)
+
     def _check_dtype_available(self, dtype: DataType) -> None:
         """Backends that cannot hold some dtype raise here (JaxBackend: 64-bit without x64)."""
 

@@ -184,6 +184,15 @@ def _scatter_add(index, src, shape, dim):
 _full = _static("shape", "dtype")(lambda value, shape, dtype: jnp.full(shape, value, dtype))
 
 
+def _run_rule(cls, statics, backend, inputs, output, g):
+    """A rebuilt op (same class, statics, tensors) applying its rule: the body of a rule kernel."""
+    op = object.__new__(cls)
+    op._inputs, op._output = inputs, output
+    for name, value in zip(cls.static_slots(), statics):
+        setattr(op, name, value)
+    return op.backward(g, backend)
+
+
 class JaxBackend(KernelBackend):
     """Runs every op as a jitted ``jax.numpy`` / ``jax.lax`` kernel on one JAX device.
 
@@ -204,9 +213,25 @@ class JaxBackend(KernelBackend):
         else:
             raise unknown_device(device)
         self._device = Device.of(self._jax_device.platform)
+        self._rule_kernels: dict = {}
 
     def name(self) -> str:
         return "jax"
+
+    def run_rule(self, op: Any, g: Any) -> list:
+        """Run a fusable rule (``op.fuse``) as one jitted kernel: one dispatch instead of one per
+        backend call, and XLA fuses the pieces (e.g. the transposes into matmul's dot). The rule
+        is traced with this backend's ops on tracers; its static saved values key the cache and
+        jax re-traces only for new shapes and dtypes. Other rules run op by op."""
+        cls = type(op)
+        if not cls.fuse:
+            return op.backward(g, self)
+        statics = tuple(getattr(op, n) for n in cls.static_slots())
+        key = (cls, statics)
+        kernel = self._rule_kernels.get(key)
+        if kernel is None:
+            kernel = self._rule_kernels[key] = jax.jit(partial(_run_rule, cls, statics, self))
+        return kernel(op.inputs(), op.output(), g)
 
     @property
     def jax_device(self) -> Any:

@@ -13,7 +13,7 @@ gradient, ``out`` the op's result, inputs by the op's own names.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 from ..tensor.raw import RawTensor
 
@@ -27,6 +27,11 @@ class Operation:
     """
 
     __slots__ = ("_inputs", "_output", "__weakref__")
+
+    # A backend may run a rule with several backend calls as one compiled kernel (JaxBackend
+    # jits it: one dispatch, and XLA fuses the pieces). Only for rules that are pure functions of
+    # their tensors and their static (hashable) saved values; single-call rules gain nothing.
+    fuse: ClassVar[bool] = False
 
     def __init__(self, out: RawTensor, *inputs: RawTensor):
         self._output = out
@@ -43,6 +48,16 @@ class Operation:
     def backward(self, g: RawTensor, backend: Any) -> list[RawTensor | None]:
         """Given ``g = ∂ℒ/∂out``, return ``[∂ℒ/∂x for x in inputs()]`` (None where no gradient)."""
         raise NotImplementedError(f"{type(self).__name__}.backward")
+
+    @classmethod
+    def static_slots(cls) -> tuple[str, ...]:
+        """Names of the non-tensor values this op saved (dim, stride, ...), in a fixed order."""
+        names = cls.__dict__.get("_static_slot_names")
+        if names is None:
+            names = tuple(n for k in reversed(cls.__mro__) for n in k.__dict__.get("__slots__", ())
+                          if n not in ("_inputs", "_output", "__weakref__"))
+            cls._static_slot_names = names
+        return names
 
     @property
     def name(self) -> str:

@@ -24,6 +24,7 @@ class Conv2DOp(Operation):
     """
 
     __slots__ = ("stride", "padding")
+    fuse = True
 
     def __init__(self, out, input, kernel, stride=1, padding=0):
         super().__init__(out, input, kernel)

@@ -15,6 +15,7 @@ class AddOp(Operation):
     """
 
     __slots__ = ()
+    fuse = True
 
     def backward(self, g, backend):
         a, b = self._inputs
@@ -30,6 +31,7 @@ class SubOp(Operation):
     """
 
     __slots__ = ()
+    fuse = True
 
     def backward(self, g, backend):
         a, b = self._inputs
@@ -47,6 +49,7 @@ class MulOp(Operation):
     """
 
     __slots__ = ()
+    fuse = True
 
     def backward(self, g, backend):
         a, b = self._inputs
@@ -63,6 +66,7 @@ class DivOp(Operation):
     """
 
     __slots__ = ()
+    fuse = True
 
     def backward(self, g, backend):
         a, b = self._inputs

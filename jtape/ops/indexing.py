@@ -36,6 +36,7 @@ class WhereOp(Operation):
     """
 
     __slots__ = ()
+    fuse = True
 
     def backward(self, g, backend):
         condition, x, y = self._inputs

@@ -21,6 +21,7 @@ class MatMulOp(Operation):
     """
 
     __slots__ = ()
+    fuse = True
 
     def backward(self, g, backend):
         a, b = self._inputs

@@ -18,6 +18,7 @@ class CrossEntropyOp(Operation):
     """
 
     __slots__ = ()
+    fuse = True
 
     def backward(self, g, backend):
         z, t = self._inputs

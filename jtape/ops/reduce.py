@@ -31,6 +31,7 @@ class SumDimOp(Operation):
     """
 
     __slots__ = ("dim", "keep_dim")
+    fuse = True
 
     def __init__(self, out, x, dim, keep_dim=False):
         super().__init__(out, x)

@@ -67,6 +67,7 @@ class ExpandOp(Operation):
     """
 
     __slots__ = ()
+    fuse = True
 
     def __init__(self, out, x, shape):
         super().__init__(out, x)
@@ -85,6 +86,7 @@ class CatOp(Operation):
     """
 
     __slots__ = ("dim",)
+    fuse = True
 
     def __init__(self, out, tensors, dim=0):
         super().__init__(out, *tensors)
@@ -109,6 +111,7 @@ class ChunkOp(Operation):
     """
 
     __slots__ = ("dim", "index")
+    fuse = True
 
     def __init__(self, out, x, n, dim, index):
         super().__init__(out, x)

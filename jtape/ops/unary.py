@@ -33,6 +33,7 @@ class SqrtOp(Operation):
     """out = √x.   Derivation: d√x/dx = 1/(2√x) = 1/(2·out), so  grad_x = (g / 2) / out.   Saves: out."""
 
     __slots__ = ()
+    fuse = True
 
     def backward(self, g, backend):
         return [backend.div(backend.mul_scalar(g, 0.5), self._output)]
@@ -46,6 +47,7 @@ class RsqrtOp(Operation):
     """
 
     __slots__ = ()
+    fuse = True
 
     def backward(self, g, backend):
         (x,) = self._inputs
@@ -56,6 +58,7 @@ class SinOp(Operation):
     """out = sin(x).   Derivation: d sin(x)/dx = cos(x), so  grad_x = g * cos(x).   Saves: x."""
 
     __slots__ = ()
+    fuse = True
 
     def backward(self, g, backend):
         (x,) = self._inputs
@@ -66,6 +69,7 @@ class CosOp(Operation):
     """out = cos(x).   Derivation: d cos(x)/dx = -sin(x), so  grad_x = -g * sin(x).   Saves: x."""
 
     __slots__ = ()
+    fuse = True
 
     def backward(self, g, backend):
         (x,) = self._inputs
@@ -81,6 +85,7 @@ class ReLUOp(Operation):
     """
 
     __slots__ = ()
+    fuse = True
 
     def backward(self, g, backend):
         (x,) = self._inputs
@@ -97,6 +102,7 @@ class SigmoidOp(Operation):
     """
 
     __slots__ = ()
+    fuse = True
 
     def backward(self, g, backend):
         g_out = backend.mul(g, self._output)
@@ -107,6 +113,7 @@ class TanhOp(Operation):
     """out = tanh(x).   Derivation: tanh' = 1 - tanh², so  grad_x = g - (g·out)·out.   Saves: out."""
 
     __slots__ = ()
+    fuse = True
 
     def backward(self, g, backend):
         return [backend.sub(g, backend.mul(backend.mul(g, self._output), self._output))]
@@ -121,6 +128,7 @@ class SiLUOp(Operation):
     """
 
     __slots__ = ()
+    fuse = True
 
     def backward(self, g, backend):
         (x,) = self._inputs
@@ -139,6 +147,7 @@ class SoftmaxOp(Operation):
     """
 
     __slots__ = ("dim",)
+    fuse = True
 
     def __init__(self, out, x, dim=-1):
         super().__init__(out, x)
