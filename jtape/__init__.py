@@ -10,12 +10,12 @@
     print(x.grad)        # [4.]
 """
 
-from . import autodiff, backends, ops, tensor
-from .autodiff import AutodiffBackend, GradientTape, no_grad
+from . import autodiff, backends, nn, ops, optim, tensor
+from .autodiff import AutodiffBackend, GradientTape, jit, no_grad
 from .backends import JaxBackend
 from .tensor import DataType, Device, RawTensor, Shape, Tensor
 
 __version__ = "0.1.0"
 
 __all__ = ["AutodiffBackend", "DataType", "Device", "GradientTape", "JaxBackend", "RawTensor", "Shape", "Tensor",
-           "autodiff", "backends", "no_grad", "ops", "tensor", "__version__"]
+           "autodiff", "backends", "jit", "nn", "no_grad", "ops", "optim", "tensor", "__version__"]

@@ -6,9 +6,10 @@
 """
 
 from .backend import AutodiffBackend, BackwardCapable, new
+from .compiled import jit
 from .engine import backward, gradient, tensor_backward
 from .grad_mode import is_grad_enabled, no_grad
 from .tape import GradientTape, new_gradient_tape
 
-__all__ = ["AutodiffBackend", "BackwardCapable", "GradientTape", "backward", "gradient", "is_grad_enabled", "new",
+__all__ = ["AutodiffBackend", "BackwardCapable", "GradientTape", "backward", "gradient", "is_grad_enabled", "jit", "new",
            "new_gradient_tape", "no_grad", "tensor_backward"]

@@ -68,23 +68,46 @@ class AutodiffBackend:
         pieces = self._inner.chunk(x, n, dim)
         if x.dtype.is_float and self._tape.is_recording():
             for i, piece in enumerate(pieces):
-                self._tape.record(ChunkOp(piece, x, n, dim, i))
+                if x.requires_grad:
+                    self._tape.record(ChunkOp(piece, x, n, dim, i))
+                else:
+                    piece.requires_grad = False
         return pieces
 
     def cast(self, x: RawTensor, dtype: DataType | str) -> RawTensor:
         """Convert dtype; recorded only from a float dtype to a float dtype."""
         out = self._inner.cast(x, dtype)
         if x.dtype.is_float and out.dtype.is_float and self._tape.is_recording():
-            self._tape.record(CastOp(out, x, dtype))
+            if x.requires_grad:
+                self._tape.record(CastOp(out, x, dtype))
+            else:
+                out.requires_grad = False
         return out
 
 
+def _needs_grad(args: tuple) -> bool:
+    """Does any float tensor among the op's arguments (cat: in its list) want a gradient?"""
+    for a in args:
+        if isinstance(a, RawTensor):
+            if a.requires_grad and a.dtype.is_float:
+                return True
+        elif isinstance(a, (list, tuple)) and any(isinstance(t, RawTensor) and t.requires_grad for t in a):
+            return True
+    return False
+
+
 def _recorded(name: str, op_class: type) -> Callable[..., RawTensor]:
-    """The one recording wrapper: forward to the inner op, then record ``op_class(out, *args)``."""
+    """The one recording wrapper: forward to the inner op, then record ``op_class(out, *args)``.
+
+    Recorded only while the tape records, for a float result, and when some input wants a
+    gradient; otherwise the result is a constant too (``requires_grad`` False)."""
     def method(self: AutodiffBackend, *args: Any, **kwargs: Any) -> RawTensor:
         out = getattr(self._inner, name)(*args, **kwargs)
         if out.dtype.is_float and self._tape.is_recording():
-            self._tape.record(op_class(out, *args, **kwargs))
+            if _needs_grad(args):
+                self._tape.record(op_class(out, *args, **kwargs))
+            else:
+                out.requires_grad = False
         return out
     _describe(method, name, f"{name} on the inner backend, recorded as {op_class.__name__} on the tape.")
     return method

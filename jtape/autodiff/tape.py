@@ -117,12 +117,13 @@ class GradientTape:
             if g is None:
                 continue
             inputs = op.inputs()
-            in_grads = rules.run_rule(op, g) if hasattr(rules, "run_rule") else op.backward(g, rules)
+            wanted = tuple(x.requires_grad for x in inputs)
+            in_grads = rules.run_rule(op, g, wanted) if hasattr(rules, "run_rule") else op.backward(g, rules)
             if len(in_grads) != len(inputs):
                 raise TapeError(f"{type(op).__name__}.backward returned {len(in_grads)} gradients for "
                                 f"{len(inputs)} inputs; expected one (or None) per input")
             for i, (x, gx) in enumerate(zip(inputs, in_grads)):
-                if gx is None:
+                if gx is None or not wanted[i]:
                     continue
                 _check_grad(type(op).__name__, i, gx, x)
                 prev = grads.get(x)

@@ -63,8 +63,9 @@ class KernelBackend:
         """The tensor's values as a NumPy array (a host copy for device backends)."""
         return np.asarray(x.data)
 
-    def run_rule(self, op: Any, g: RawTensor) -> list:
-        """Apply ``op``'s backward rule on this backend (JaxBackend compiles fusable rules)."""
+    def run_rule(self, op: Any, g: RawTensor, wanted: tuple | None = None) -> list:
+        """Apply ``op``'s backward rule on this backend. ``wanted`` flags the inputs whose gradient
+        is needed (JaxBackend compiles fusable rules and lets XLA drop the others)."""
         return op.backward(g, self)
 
     def _check_dtype_available(self, dtype: DataType) -> None:

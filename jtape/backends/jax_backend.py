@@ -184,13 +184,16 @@ def _scatter_add(index, src, shape, dim):
 _full = _static("shape", "dtype")(lambda value, shape, dtype: jnp.full(shape, value, dtype))
 
 
-def _run_rule(cls, statics, backend, inputs, output, g):
+def _run_rule(cls, statics, wanted, backend, inputs, output, g):
     """A rebuilt op (same class, statics, tensors) applying its rule: the body of a rule kernel."""
     op = object.__new__(cls)
     op._inputs, op._output = inputs, output
     for name, value in zip(cls.static_slots(), statics):
         setattr(op, name, value)
-    return op.backward(g, backend)
+    grads = op.backward(g, backend)
+    if wanted is None or len(grads) != len(wanted):
+        return grads
+    return [gx if w else None for gx, w in zip(grads, wanted)]
 
 
 class JaxBackend(KernelBackend):
@@ -218,19 +221,20 @@ class JaxBackend(KernelBackend):
     def name(self) -> str:
         return "jax"
 
-    def run_rule(self, op: Any, g: Any) -> list:
+    def run_rule(self, op: Any, g: Any, wanted: tuple | None = None) -> list:
         """Run a fusable rule (``op.fuse``) as one jitted kernel: one dispatch instead of one per
         backend call, and XLA fuses the pieces (e.g. the transposes into matmul's dot). The rule
-        is traced with this backend's ops on tracers; its static saved values key the cache and
+        is traced with this backend's ops on tracers; its static saved values and the ``wanted``
+        flags key the cache (an unwanted gradient is not returned, so XLA never computes it), and
         jax re-traces only for new shapes and dtypes. Other rules run op by op."""
         cls = type(op)
         if not cls.fuse:
             return op.backward(g, self)
         statics = tuple(getattr(op, n) for n in cls.static_slots())
-        key = (cls, statics)
+        key = (cls, statics, wanted)
         kernel = self._rule_kernels.get(key)
         if kernel is None:
-            kernel = self._rule_kernels[key] = jax.jit(partial(_run_rule, cls, statics, self))
+            kernel = self._rule_kernels[key] = jax.jit(partial(_run_rule, cls, statics, wanted, self))
         return kernel(op.inputs(), op.output(), g)
 
     @property

@@ -18,19 +18,20 @@ from .shape import Shape
 from .tensor import Tensor
 
 
-def from_slice(values: Sequence[Any], shape: Sequence[int], backend: Any, dtype: DataType | str = "float32") -> Tensor:
+def from_slice(values: Sequence[Any], shape: Sequence[int], backend: Any, dtype: DataType | str = "float32",
+               *, requires_grad: bool = True) -> Tensor:
     """A tensor of ``shape`` holding the flat ``values`` in row-major order (float32 by default)."""
     shp = Shape(checks.as_shape_arg("from_slice", shape))
     arr = np.asarray(values, dtype=DataType.of(dtype).numpy)
     if arr.size != shp.size:
         raise ShapeError(f"from_slice: got {arr.size} values for shape {tuple(shp)}; expected {shp.size}")
-    return Tensor(backend.from_numpy(arr.reshape(shp), dtype), backend)
+    return Tensor(backend.from_numpy(arr.reshape(shp), dtype), backend).requires_grad_(requires_grad)
 
 
-def from_numpy(array: Any, backend: Any, dtype: DataType | str | None = None) -> Tensor:
+def from_numpy(array: Any, backend: Any, dtype: DataType | str | None = None, *, requires_grad: bool = True) -> Tensor:
     """A copy of a NumPy array (or anything ``np.asarray`` takes) on ``backend``; keeps its dtype
-    unless ``dtype`` is given."""
-    return Tensor(backend.from_numpy(array, dtype), backend)
+    unless ``dtype`` is given. Pass ``requires_grad=False`` for data: no gradient is computed for it."""
+    return Tensor(backend.from_numpy(array, dtype), backend).requires_grad_(requires_grad)
 
 
 def full(shape: Sequence[int], value: Any, backend: Any, dtype: DataType | str = "float32") -> Tensor:

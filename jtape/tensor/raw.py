@@ -17,12 +17,15 @@ class RawTensor:
     ``jax.jit`` — for JaxBackend, an ``np.ndarray`` for NumpyBackend). A RawTensor is hashed and
     compared by *identity*, so it can key the gradient map: two tensors with equal values are
     still two different tensors. ``grad`` holds the gradient that ``Tensor.backward()`` left here.
+``requires_grad`` (default True) marks whether gradients should flow to this tensor: data and
+other constants can opt out (``Tensor.requires_grad_(False)``), and then the tape neither
+records ops that only read such tensors nor computes their gradients.
 
     RawTensor is a JAX pytree (its leaf is ``data``; shape, dtype and device are static), so it
     can cross ``jax.jit`` boundaries.
     """
 
-    __slots__ = ("data", "shape", "dtype", "device", "grad", "__weakref__")
+    __slots__ = ("data", "shape", "dtype", "device", "grad", "requires_grad", "__weakref__")
 
     def __init__(self, data: Any, shape: Shape, dtype: DataType, device: Device):
         self.data = data
@@ -30,6 +33,7 @@ class RawTensor:
         self.dtype = dtype
         self.device = device
         self.grad: RawTensor | None = None
+        self.requires_grad = True
 
     @property
     def ndim(self) -> int:
@@ -40,12 +44,14 @@ class RawTensor:
 
 
 def _flatten(t: RawTensor):
-    return (t.data,), (t.shape, t.dtype, t.device)
+    return (t.data,), (t.shape, t.dtype, t.device, t.requires_grad)
 
 
 def _unflatten(aux, children) -> RawTensor:
-    shape, dtype, device = aux
-    return RawTensor(children[0], shape, dtype, device)
+    shape, dtype, device, requires_grad = aux
+    t = RawTensor(children[0], shape, dtype, device)
+    t.requires_grad = requires_grad
+    return t
 
 
 jax.tree_util.register_pytree_node(RawTensor, _flatten, _unflatten)

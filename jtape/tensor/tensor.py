@@ -107,9 +107,24 @@ class Tensor:
         from ..autodiff.engine import tensor_backward
         tensor_backward(self, grad, retain_graph=retain_graph)
 
+    @property
+    def requires_grad(self) -> bool:
+        """Whether gradients flow to this tensor (True unless switched off for a constant)."""
+        return self._raw.requires_grad
+
+    def requires_grad_(self, flag: bool = True) -> "Tensor":
+        """Mark this tensor as needing gradients or not (data: ``x.requires_grad_(False)``); returns self.
+
+        Ops that read only tensors without ``requires_grad`` are not recorded, and rules skip
+        the gradients of such inputs (on JaxBackend XLA never computes them)."""
+        self._raw.requires_grad = bool(flag)
+        return self
+
     def detach(self) -> "Tensor":
-        """The same values as a new tensor that no recorded op produced (a leaf)."""
-        return Tensor(RawTensor(self._raw.data, self.shape, self.dtype, self.device), self.backend)
+        """The same values as a new constant leaf: no recorded op produced it, no gradient flows to it."""
+        raw = RawTensor(self._raw.data, self.shape, self.dtype, self.device)
+        raw.requires_grad = False
+        return Tensor(raw, self.backend)
 
     # -- helpers -------------------------------------------------------------------------------
     def _wrap(self, raw: RawTensor) -> "Tensor":

@@ -1,0 +1,159 @@
+"""``jtape.jit``: trace a whole training step — forward on the AutodiffBackend, the tape's
+backward with the hand-derived rules, the optimizer update — into one XLA program.
+
+Nothing about the tape changes under tracing: RawTensors hold tracers instead of arrays, ops
+record Operations as usual, and ``backward`` applies the same rules, so XLA sees exactly the
+arithmetic the rules spell out and compiles it (fusing, and dropping gradients nobody reads).
+
+State. A step reads and updates long-lived objects — a model's Parameters, an optimizer's optax
+state. ``jtape.jit(step, state=[model, opt])`` passes their arrays *into* the compiled program
+as pytrees and takes the new ones *out*, so nothing is baked in as a constant: while tracing,
+each Parameter temporarily holds a tracer, each optimizer a traced state, and each
+AutodiffBackend a fresh tape that belongs to that trace alone. All are restored when tracing
+ends — even on an error — so no tracer ever lands on a user's tape or model. After each call
+the Parameters get the new arrays (and the ``.grad`` the step left), the optimizers their new
+state. Arguments and results may be any pytrees of Tensors, RawTensors and arrays; jax re-traces
+only for new shapes and dtypes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+
+from ..tensor.errors import BackendError
+from ..tensor.raw import RawTensor
+from ..tensor.tensor import Tensor
+from .tape import GradientTape
+
+
+def _flatten_tensor(t: Tensor):
+    return (t.raw(),), (type(t), t.backend)
+
+
+def _unflatten_tensor(aux, children):
+    cls, backend = aux
+    t = object.__new__(cls)
+    Tensor.__init__(t, children[0], backend)
+    return t
+
+
+_registered: set = set()
+
+
+def register_tensor_pytree(cls: type) -> None:
+    """Let ``cls`` (Tensor or a subclass, e.g. Parameter) cross jax transformations: its leaf is
+    the RawTensor, its backend static."""
+    if cls not in _registered:
+        jax.tree_util.register_pytree_node(cls, _flatten_tensor, _unflatten_tensor)
+        _registered.add(cls)
+
+
+register_tensor_pytree(Tensor)
+
+
+class _Binding:
+    """The objects a step updates (Parameters, optimizers) and the backends it records on."""
+
+    def __init__(self, state: Sequence[Any]):
+        self.params, self.optimizers = [], []
+        for obj in state:
+            if hasattr(obj, "transform") and hasattr(obj, "params"):       # an Optimizer
+                self.optimizers.append(obj)
+                self._add_params(obj.params)
+            elif hasattr(obj, "parameters"):                              # a Module
+                self._add_params(obj.parameters())
+            elif isinstance(obj, Tensor):                                  # a single Parameter
+                self._add_params([obj])
+            else:
+                raise TypeError(f"jtape.jit: got state of type {type(obj).__name__}; expected Modules, "
+                                f"Optimizers or Parameters")
+
+    def _add_params(self, params: Sequence[Any]) -> None:
+        for p in params:
+            if type(p) is not Tensor and type(p) not in _registered:
+                register_tensor_pytree(type(p))
+            if all(p is not q for q in self.params):
+                self.params.append(p)
+
+    def arrays(self) -> tuple:
+        return ([p.raw() for p in self.params], [o.state for o in self.optimizers])
+
+    def grads(self) -> list:
+        return [p.raw().grad for p in self.params]
+
+    def install(self, arrays: tuple, grads: list | None) -> None:
+        raws, states = arrays
+        for i, (p, raw) in enumerate(zip(self.params, raws)):
+            raw.grad = None if grads is None else grads[i]
+            p._raw = raw
+        for o, s in zip(self.optimizers, states):
+            o.state = s
+
+
+def jit(fn: Callable | None = None, *, state: Sequence[Any] = ()) -> Callable:
+    """Compile ``fn`` (a whole training step written with jtape) into one XLA program.
+
+        @jtape.jit(state=[model, opt])
+        def train_step(x, y):
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            return loss
+
+    ``state`` lists the Modules, Optimizers and Parameters the step reads and updates. Runs on
+    JaxBackend (inside an AutodiffBackend); NumPy arrays cannot be traced.
+    """
+    if fn is None:
+        return functools.partial(jit, state=state)
+    binding = _Binding(state)
+    backends = {id(p.backend): p.backend for p in binding.params}
+    step_counts: dict[str, int] = {}
+
+    def pure(arrays: tuple, grads: list, args: tuple, kwargs: dict):
+        saved = (binding.arrays(), binding.grads())
+        found = dict(backends)
+        for leaf in jax.tree_util.tree_leaves((args, kwargs), is_leaf=lambda x: isinstance(x, Tensor)):
+            if isinstance(leaf, Tensor):
+                found.setdefault(id(leaf.backend), leaf.backend)
+        tapes = {}
+        for key, b in found.items():
+            if hasattr(b, "_tape"):
+                tapes[key] = b._tape
+                private = GradientTape()
+                if b._tape._recording:
+                    private.start_recording()
+                b._tape = private
+        steps_before = [o.steps for o in binding.optimizers]
+        try:
+            binding.install(arrays, grads)
+            out = fn(*args, **kwargs)
+            new = (binding.arrays(), binding.grads())
+        finally:
+            binding.install(*saved)
+            for key, tape in tapes.items():
+                found[key]._tape = tape
+            step_counts["delta"] = [o.steps - s for o, s in zip(binding.optimizers, steps_before)]
+            for o, s in zip(binding.optimizers, steps_before):
+                o.steps = s
+        return out, new
+
+    compiled = jax.jit(pure)
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        for p in binding.params:
+            if not isinstance(p.data, jax.Array):
+                raise BackendError(f"jtape.jit: parameter of shape {tuple(p.shape)} lives on "
+                                   f"{p.backend.name()}, whose arrays cannot be traced; expected JaxBackend")
+        out, (arrays, grads) = compiled(binding.arrays(), binding.grads(), args, kwargs)
+        binding.install(arrays, grads)
+        for o, d in zip(binding.optimizers, step_counts.get("delta", [0] * len(binding.optimizers))):
+            o.steps += d
+        return out
+
+    run.lower = lambda *a, **k: compiled.lower(binding.arrays(), binding.grads(), a, k)  # type: ignore[attr-defined]
+    return run

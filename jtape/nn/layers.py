@@ -1,0 +1,122 @@
+"""Layers: ``Linear``, ``Conv2D``, ``MaxPool2D``, ``Flatten``, ``Dropout``.
+
+Each forward is a few Tensor methods, so on an AutodiffBackend every step of it — the weight's
+transpose, the bias reshape, the broadcast add — is an ordinary op on the tape, differentiated
+by its own rule. Nothing here is special-cased by the tape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..tensor import checks
+from ..tensor.dtype import DataType
+from ..tensor.tensor import Tensor
+from . import init
+from .module import Module, Parameter
+
+Initializer = Callable[..., Tensor]  # (shape, backend, *, seed, dtype) -> Tensor, as in jtape.nn.init
+
+
+class Linear(Module):
+    """``y = x @ Wᵀ + b`` with ``weight`` [out, in] and ``bias`` [out] (as Born's Linear).
+
+    ``x`` is [..., in]. The weight starts from ``weight_init`` (Xavier uniform by default, from
+    ``seed``), the bias at zeros. On the tape: TransposeOp, MatMulOp, AddOp (the bias gradient
+    is the batch sum, by AddOp's unbroadcast).
+    """
+
+    def __init__(self, in_features: int, out_features: int, backend: Any, *, bias: bool = True,
+                 seed: int | None = None, dtype: DataType | str = "float32",
+                 weight_init: Initializer = init.xavier_uniform):
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(weight_init((out_features, in_features), backend, seed=seed, dtype=dtype))
+        self.bias = Parameter(init.zeros((out_features,), backend, dtype=dtype)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x.matmul(self.weight.transpose())
+        return y if self.bias is None else y + self.bias
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Conv2D(Module):
+    """2-D convolution, NCHW: ``kernel`` is ``weight`` [Cout, Cin, KH, KW], plus a ``bias`` [Cout].
+
+    The bias is reshaped to [1, Cout, 1, 1] and added with broadcasting (ReshapeOp + AddOp on
+    the tape), so its gradient is g summed over batch, height and width.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple, backend: Any, *,
+                 stride: int | tuple = 1, padding: int | tuple = 0, bias: bool = True, seed: int | None = None,
+                 dtype: DataType | str = "float32", weight_init: Initializer = init.xavier_uniform):
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = checks.pair("Conv2D", "kernel_size", kernel_size, minimum=1)
+        self.stride = checks.pair("Conv2D", "stride", stride, minimum=1)
+        self.padding = checks.pair("Conv2D", "padding", padding, minimum=0)
+        shape = (out_channels, in_channels) + self.kernel_size
+        self.weight = Parameter(weight_init(shape, backend, seed=seed, dtype=dtype))
+        self.bias = Parameter(init.zeros((out_channels,), backend, dtype=dtype)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x.conv2d(self.weight, self.stride, self.padding)
+        return y if self.bias is None else y + self.bias.reshape(1, self.out_channels, 1, 1)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
+
+
+class MaxPool2D(Module):
+    """Max pooling over ``kernel_size`` windows (NCHW, no padding); ``stride`` defaults to the kernel size."""
+
+    def __init__(self, kernel_size: int | tuple, stride: int | tuple | None = None):
+        self.kernel_size = checks.pair("MaxPool2D", "kernel_size", kernel_size, minimum=1)
+        self.stride = self.kernel_size if stride is None else checks.pair("MaxPool2D", "stride", stride, minimum=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.max_pool2d(self.kernel_size, self.stride)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class Flatten(Module):
+    """Reshape [N, d1, d2, …] to [N, d1·d2·…] (dims from ``start_dim`` on are merged)."""
+
+    def __init__(self, start_dim: int = 1):
+        self.start_dim = start_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(tuple(x.shape[:self.start_dim]) + (-1,))
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}"
+
+
+class Dropout(Module):
+    """In training mode, zero each element with probability ``p`` and scale the rest by 1/(1-p),
+    so the expected activation is unchanged; in eval mode, the identity.
+
+    The mask is drawn on the host from ``seed`` and multiplied in (MulOp): the gradient is g
+    times the same mask. Each call draws a new mask.
+    """
+
+    def __init__(self, p: float = 0.5, *, seed: int | None = None):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: got p={p}; expected 0 <= p < 1")
+        self.p = p
+        self._rng = np.random.default_rng(seed)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = (self._rng.random(tuple(x.shape)) >= self.p) / (1.0 - self.p)
+        return x * Tensor(x.backend.from_numpy(keep, x.dtype), x.backend)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

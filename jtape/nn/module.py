@@ -1,0 +1,211 @@
+"""``Parameter``, ``Module`` and ``Sequential``: the containers of a model's trainable tensors.
+
+How a parameter is updated. A ``Parameter`` is a leaf ``Tensor``: no recorded op produces it,
+so the tape's gradient map has an entry for its RawTensor and ``loss.backward()`` leaves
+∂loss/∂p in ``p.grad``. An optimizer step never writes into the old array, and never runs on
+the tape: it computes the new values on raw arrays and **swaps in a new RawTensor**
+(``Parameter.assign``). Swapping, rather than mutating ``raw.data``, keeps every RawTensor
+immutable — a tape that still holds the old one (``retain_graph=True``, a gradient map being
+inspected) keeps seeing the values it recorded — and it works unchanged when the arrays are
+jax tracers inside ``jax.jit``. ``assign`` carries ``.grad`` over to the new RawTensor, so
+``p.grad`` still reads the last gradient after a step until ``zero_grad()``, as in PyTorch.
+The next forward pass reads ``p.raw()``, the new RawTensor, so the next gradient map is keyed by it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..autodiff.compiled import register_tensor_pytree
+from ..tensor.errors import DTypeError, ShapeError
+from ..tensor.raw import RawTensor
+from ..tensor.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A trainable leaf tensor of a Module. ``Parameter(t)`` wraps a Tensor's RawTensor and backend.
+
+    An optimizer replaces its RawTensor each step with ``assign`` (see the module docstring).
+    """
+
+    __slots__ = ()
+
+    def __init__(self, data: Tensor | RawTensor, backend: Any = None):
+        if isinstance(data, Tensor):
+            raw, backend = data.raw(), data.backend if backend is None else backend
+        else:
+            raw = data
+        if backend is None:
+            raise TypeError("Parameter: got a RawTensor without a backend; expected Parameter(tensor) "
+                            "or Parameter(raw, backend)")
+        if not raw.dtype.is_float:
+            raise DTypeError(f"Parameter: got dtype {raw.dtype.value}; expected a float dtype")
+        super().__init__(raw, backend)
+
+    def assign(self, raw: RawTensor) -> None:
+        """Make ``raw`` this parameter's RawTensor (same shape and dtype); ``.grad`` moves with it."""
+        if tuple(raw.shape) != tuple(self.shape):
+            raise ShapeError(f"Parameter.assign: got shape {tuple(raw.shape)}; expected {tuple(self.shape)}")
+        if raw.dtype is not self.dtype:
+            raise DTypeError(f"Parameter.assign: got dtype {raw.dtype.value}; expected {self.dtype.value}")
+        if raw is not self._raw:
+            raw.grad = self._raw.grad
+            self._raw = raw
+
+    def __repr__(self) -> str:
+        return "Parameter" + super().__repr__()[len("Tensor"):]
+
+
+register_tensor_pytree(Parameter)
+
+
+class Module:
+    """Base class of layers and models: subclass it, set Parameters and sub-Modules as attributes
+    in ``__init__`` and write ``forward``; ``model(x)`` calls ``model.forward(x)``.
+
+    Parameters are found by walking the attributes in the order they were set (lists and tuples
+    of Modules count too), so ``named_parameters()`` gives names like ``"conv1.weight"``.
+    """
+
+    training: bool = True  # a class default, so a subclass need not call super().__init__()
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    # -- the tree of modules and parameters --------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """The direct sub-modules, by attribute name (``name.i`` for the i-th of a list attribute)."""
+        for name, value in vars(self).items():
+            if isinstance(value, Module):
+                yield name, value
+            elif isinstance(value, (list, tuple)):
+                for i, item in enumerate(value):
+                    if isinstance(item, Module):
+                        yield f"{name}.{i}", item
+
+    def children(self) -> Iterator[Module]:
+        return (m for _, m in self.named_children())
+
+    def modules(self) -> Iterator[Module]:
+        """This module and every module below it, depth first."""
+        yield self
+        for child in self.children():
+            yield from child.modules()
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Every Parameter of this module and its sub-modules, with dotted names; each shared one once."""
+        seen: set[int] = set()
+        for name, p in self._walk_parameters(prefix):
+            if id(p) not in seen:
+                seen.add(id(p))
+                yield name, p
+
+    def _walk_parameters(self, prefix: str) -> Iterator[tuple[str, Parameter]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield prefix + name, value
+        for name, child in self.named_children():
+            yield from child._walk_parameters(f"{prefix}{name}.")
+
+    def parameters(self) -> list[Parameter]:
+        """The Parameters to hand to an optimizer: ``SGD(model.parameters(), lr=0.1)``."""
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.zero_grad()
+
+    # -- training mode -----------------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        """Set training mode here and below (Dropout drops only in training mode); returns self."""
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> Module:
+        """Evaluation mode: ``train(False)``."""
+        return self.train(False)
+
+    # -- saving and loading ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Each parameter's values as a NumPy array (a copy), by dotted name."""
+        return {name: np.array(p.numpy()) for name, p in self.named_parameters()}
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
+        """Set each parameter from ``state`` (name -> array-like), converted to the parameter's dtype.
+
+        With ``strict``, missing and unexpected names raise a KeyError. Shapes must match.
+        Each parameter gets a new RawTensor (see the module docstring) and no ``.grad``.
+        """
+        params = dict(self.named_parameters())
+        missing = [k for k in params if k not in state]
+        unexpected = [k for k in state if k not in params]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}; "
+                           f"expected exactly the names {list(params)}")
+        for name, p in params.items():
+            if name not in state:
+                continue
+            arr = np.asarray(state[name])
+            if arr.shape != tuple(p.shape):
+                raise ShapeError(f"load_state_dict: {name!r} has shape {arr.shape}; expected {tuple(p.shape)}")
+            p.zero_grad()
+            p.assign(p.backend.from_numpy(arr, p.dtype))
+
+    def save(self, path: Any) -> None:
+        """Write ``state_dict()`` to an ``.npz`` file (np.savez: plain arrays, no pickle).
+
+        bfloat16 has no NumPy file format, so it is stored as float32 and cast back on load."""
+        state = {k: v.astype(np.float32) if v.dtype.name == "bfloat16" else v for k, v in self.state_dict().items()}
+        np.savez(path, **state)
+
+    def load(self, path: Any, strict: bool = True) -> None:
+        """Read parameters saved by ``save`` (``np.load(allow_pickle=False)``)."""
+        with np.load(path, allow_pickle=False) as f:
+            self.load_state_dict({k: f[k] for k in f.files}, strict=strict)
+
+    # -- printing ----------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        """The constructor arguments to show in ``repr`` (layers override it)."""
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"  ({name}): " + repr(child).replace("\n", "\n  ") for name, child in self.named_children()]
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        return head + ("\n" + "\n".join(lines) + "\n)" if lines else ")")
+
+
+class Sequential(Module):
+    """Modules applied one after the other: ``Sequential(Linear(...), ReLU(), Linear(...))``.
+
+    Parameters are named by position: ``"0.weight"``, ``"2.bias"``.
+    """
+
+    def __init__(self, *layers: Module):
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential: argument {i} is a {type(layer).__name__}; expected a Module")
+        self.layers = list(layers)
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        return ((str(i), layer) for i, layer in enumerate(self.layers))
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def __getitem__(self, i: int) -> Module:
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self.layers)

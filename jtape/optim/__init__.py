@@ -1,0 +1,15 @@
+"""Optimizers over optax: ``SGD``, ``Adam``, ``AdamW``, and ``Optimizer`` for any optax transformation.
+
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    grads = autodiff.backward(loss, backend)       # or: loss.backward(); opt.step()
+    opt.step(grads)
+    backend.tape().clear()
+
+Updates run on raw arrays, never on the tape; see ``jtape.nn.module`` for how a Parameter's
+values are replaced.
+"""
+
+from .optimizer import Optimizer
+from .optimizers import SGD, Adam, AdamW
+
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer"]

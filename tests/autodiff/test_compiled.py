@@ -1,0 +1,112 @@
+"""jtape.jit: a whole step (forward, tape backward, optimizer update) as one XLA program."""
+
+import jax
+import numpy as np
+import pytest
+
+import jtape
+from jtape import autodiff, nn, optim, tensor
+from jtape.backends import JaxBackend, NumpyBackend
+from jtape.tensor.errors import BackendError
+
+
+def _model(backend, opt_cls=optim.SGD, **opt_kw):
+    model = nn.Sequential(nn.Linear(8, 16, backend, seed=0), nn.Tanh(), nn.Linear(16, 3, backend, seed=1))
+    return model, opt_cls(model.parameters(), **opt_kw)
+
+
+def _data(backend, n=32, seed=0):
+    rng = np.random.default_rng(seed)
+    x = tensor.from_numpy(rng.standard_normal((n, 8)).astype(np.float32), backend)
+    y = tensor.from_numpy(rng.integers(0, 3, n).astype(np.int32), backend)
+    return x, y
+
+
+def _step(model, opt):
+    def step(x, y):
+        loss = model(x).cross_entropy(y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+    return step
+
+
+@pytest.mark.parametrize("opt_cls, kw", [(optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
+                                         (optim.Adam, dict(lr=0.01)), (optim.AdamW, dict(lr=0.01))])
+def test_compiled_step_matches_eager(opt_cls, kw):
+    backend = autodiff.new(JaxBackend("cpu"))
+    m1, o1 = _model(backend, opt_cls, **kw)
+    m2, o2 = _model(backend, opt_cls, **kw)
+    eager, compiled = _step(m1, o1), jtape.jit(_step(m2, o2), state=[m2, o2])
+    for i in range(6):
+        x, y = _data(backend, seed=i)
+        le = eager(x, y).item()
+        with jax.checking_leaks():
+            lc = compiled(x, y)
+        assert isinstance(lc, tensor.Tensor)
+        np.testing.assert_allclose(lc.item(), le, rtol=1e-6)
+    for (name, p), (_, q) in zip(m1.named_parameters(), m2.named_parameters()):
+        np.testing.assert_allclose(q.numpy(), p.numpy(), rtol=1e-6, atol=1e-6, err_msg=name)
+    assert o2.steps == o1.steps == 6
+
+
+def test_no_tracer_lands_on_the_users_tape_and_recompiles_only_for_new_shapes():
+    backend = autodiff.new(JaxBackend("cpu"))
+    model, opt = _model(backend, lr=0.1)
+    traces = []
+
+    def step(x, y):
+        traces.append(tuple(x.shape))
+        return _step(model, opt)(x, y)
+
+    compiled = jtape.jit(step, state=[model, opt])
+    backend.tape().clear()
+    for seed in range(3):
+        compiled(*_data(backend, seed=seed))
+    compiled(*_data(backend, n=16))
+    compiled(*_data(backend, n=16, seed=5))
+    assert traces == [(32, 8), (16, 8)]
+    assert backend.tape().num_ops() == 0
+    for p in model.parameters():
+        assert isinstance(p.data, jax.Array) and not isinstance(p.data, jax.core.Tracer)
+
+
+def test_gradients_left_on_parameters_come_back():
+    backend = autodiff.new(JaxBackend("cpu"))
+    model, opt = _model(backend, lr=0.1)
+    twin, _ = _model(backend, lr=0.1)
+
+    def grads_only(x, y):
+        loss = model(x).cross_entropy(y)
+        loss.backward()
+        return loss
+
+    x, y = _data(backend)
+    jtape.jit(grads_only, state=[model])(x, y)
+    loss = twin(x).cross_entropy(y)
+    loss.backward()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_errors_restore_state():
+    backend = autodiff.new(JaxBackend("cpu"))
+    model, opt = _model(backend, lr=0.1)
+    before = [p.raw() for p in model.parameters()]
+
+    def broken(x, y):
+        _step(model, opt)(x, y)
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        jtape.jit(broken, state=[model, opt])(*_data(backend))
+    assert [p.raw() for p in model.parameters()] == before
+    assert backend.tape().num_ops() == 0 and opt.steps == 0
+
+
+def test_numpy_backend_cannot_be_compiled():
+    backend = autodiff.new(NumpyBackend())
+    model, opt = _model(backend, lr=0.1)
+    with pytest.raises(BackendError, match="jtape.jit: parameter of shape .* lives on Autodiff\\(numpy\\)"):
+        jtape.jit(_step(model, opt), state=[model, opt])(*_data(backend))
