@@ -221,3 +221,17 @@ def test_deep_chain_is_iterative(backend):
     y = y.mul_scalar(2.0)
     y.backward()
     np.testing.assert_allclose(arr(x.grad), [2.0])
+
+
+def test_requires_grad_false_marks_constants(backend):
+    data = tensor.from_numpy(np.array([[1.0, 2.0], [3.0, 4.0]], np.float32), backend, requires_grad=False)
+    w = tensor.from_slice([0.5, -1.0], (2, 1), backend)
+    scaled = data * 2.0                               # reads only a constant: not recorded
+    assert backend.tape().num_ops() == 0 and not scaled.requires_grad
+    loss = (scaled @ w).sum()
+    assert [op.name for op in backend.tape().operations()] == ["MatMul", "Sum"]
+    loss.backward()
+    assert data.grad is None and scaled.grad is None
+    np.testing.assert_allclose(arr(w.grad), [[8.0], [12.0]])
+    assert not w.detach().requires_grad and w.requires_grad
+    assert w.requires_grad_(False) is w and not w.requires_grad
