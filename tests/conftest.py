@@ -7,9 +7,15 @@ jax.config.update("jax_enable_x64", True)
 import pytest  # noqa: E402
 
 
+import os  # noqa: E402
+
+# JaxBackend's device in the tests: cpu unless JTAPE_TEST_DEVICE says otherwise (gpu_check.sh).
+TEST_DEVICE = os.environ.get("JTAPE_TEST_DEVICE", "cpu")
+
+
 def make_inner(name: str):
     from jtape.backends import JaxBackend, NumpyBackend
-    return JaxBackend("cpu") if name == "jax" else NumpyBackend()
+    return JaxBackend(TEST_DEVICE) if name == "jax" else NumpyBackend()
 
 
 @pytest.fixture(params=["jax", "numpy"])

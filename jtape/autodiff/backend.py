@@ -4,14 +4,17 @@ Every op is forwarded to the inner backend; while the tape records, each differe
 also appends an ``Operation`` (from ``jtape.ops.OP_CLASSES``) holding its inputs, its output and
 what its backward rule needs. The recording ceremony is written once, in ``_recorded`` below,
 not once per op. Ops with bool or integer results (comparisons, logic, argmax, integer
-arithmetic) pass straight through: no gradient can flow through them.
+arithmetic) pass straight through: no gradient can flow through them. The gradient kernels
+(``conv2d_input_grad``, ``scatter_add``, ...) are recorded too (``jtape.ops.GRADIENT_OP_CLASSES``),
+so that a backward pass run on this backend (``create_graph=True``) can be differentiated again.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Protocol, runtime_checkable
 
-from ..ops import OP_CLASSES
+from ..ops import GRADIENT_OP_CLASSES, OP_CLASSES
 from ..ops.shape import ChunkOp
 from ..ops.unary import CastOp
 from ..tensor.backend import GRADIENT_KERNELS, NON_DIFFERENTIABLE, Backend
@@ -96,16 +99,43 @@ def _needs_grad(args: tuple) -> bool:
     return False
 
 
+def _positional(name: str) -> Callable[[tuple, dict], tuple]:
+    """Turn a call's keyword arguments into positional ones, by the Backend protocol's signature,
+    so every Operation is built as ``OpClass(out, *args)`` however the op was called."""
+    params = [p for p in inspect.signature(getattr(Backend, name)).parameters.values() if p.name != "self"]
+
+    def bind(args: tuple, kwargs: dict) -> tuple:
+        if not kwargs:
+            return args
+        out, rest = list(args), dict(kwargs)
+        for p in params[len(args):]:
+            if p.kind is inspect.Parameter.VAR_POSITIONAL:
+                break
+            if p.name in rest:
+                out.append(rest.pop(p.name))
+            elif p.default is not inspect.Parameter.empty:
+                out.append(p.default)
+            else:
+                raise TypeError(f"{name}() missing required argument {p.name!r}")
+        if rest:
+            raise TypeError(f"{name}() got unexpected keyword arguments {sorted(rest)}")
+        return tuple(out)
+    return bind
+
+
 def _recorded(name: str, op_class: type) -> Callable[..., RawTensor]:
     """The one recording wrapper: forward to the inner op, then record ``op_class(out, *args)``.
 
     Recorded only while the tape records, for a float result, and when some input wants a
     gradient; otherwise the result is a constant too (``requires_grad`` False)."""
+    bind = _positional(name)
+
     def method(self: AutodiffBackend, *args: Any, **kwargs: Any) -> RawTensor:
-        out = getattr(self._inner, name)(*args, **kwargs)
+        args = bind(args, kwargs)
+        out = getattr(self._inner, name)(*args)
         if out.dtype.is_float and self._tape.is_recording():
             if _needs_grad(args):
-                self._tape.record(op_class(out, *args, **kwargs))
+                self._tape.record(op_class(out, *args))
             else:
                 out.requires_grad = False
         return out
@@ -114,7 +144,7 @@ def _recorded(name: str, op_class: type) -> Callable[..., RawTensor]:
 
 
 def _forwarded(name: str) -> Callable[..., Any]:
-    """Ops with no gradient (bool/int results) and the gradient kernels: forwarded, not recorded."""
+    """Ops with no gradient (bool/int results): forwarded, not recorded."""
     def method(self: AutodiffBackend, *args: Any, **kwargs: Any) -> Any:
         return getattr(self._inner, name)(*args, **kwargs)
     _describe(method, name, f"{name} on the inner backend (not recorded: no gradient flows through it).")
@@ -130,8 +160,10 @@ def _describe(method: Callable, name: str, doc: str) -> None:
 for _name, _cls in OP_CLASSES.items():
     if _name not in ("chunk", "cast"):
         setattr(AutodiffBackend, _name, _recorded(_name, _cls))
-for _name in sorted(NON_DIFFERENTIABLE) + list(GRADIENT_KERNELS):
+for _name in sorted(NON_DIFFERENTIABLE):
     setattr(AutodiffBackend, _name, _forwarded(_name))
+for _name in GRADIENT_KERNELS:  # recorded, for gradients of gradients (jtape.autodiff.higher)
+    setattr(AutodiffBackend, _name, _recorded(_name, GRADIENT_OP_CLASSES[_name]))
 
 
 @runtime_checkable

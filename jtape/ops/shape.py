@@ -30,11 +30,17 @@ class SqueezeOp(ReshapeOp):
 
     __slots__ = ()
 
+    def __init__(self, out, x, dim):
+        Operation.__init__(self, out, x)
+
 
 class UnsqueezeOp(ReshapeOp):
     """out = x with a new size-1 dim at ``dim``.   Derivation: a reshape, so  grad_x = reshape(g, x.shape)."""
 
     __slots__ = ()
+
+    def __init__(self, out, x, dim):
+        Operation.__init__(self, out, x)
 
 
 class TransposeOp(Operation):

@@ -44,6 +44,10 @@ class Shape(tuple):
     def __repr__(self) -> str:
         return f"Shape({tuple(self)})"
 
+    def __str__(self) -> str:
+        """``(3, 4)``: how error messages and tables print a shape."""
+        return str(tuple(self))
+
 
 class Device(enum.Enum):
     """The kind of device a tensor lives on."""

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# GPU check: the op oracle tests on the GPU (matmul/conv at "highest" precision), then the
+# benchmarks on the GPU, in under 6 minutes, printing a short table last.
+#
+#   bash benchmarks/gpu_check.sh [OUTDIR]
+#
+# Needs a CUDA build of jax (and optionally torch) already installed; jtape runs from this
+# checkout via PYTHONPATH, so nothing is fetched. Results land in OUTDIR (default
+# /tmp/jtape_gpu_check, or $OUT where the device tool sets it): tests.log, bench_gpu.md/.json.
+set -u
+cd "$(dirname "$0")/.."
+out="${1:-${OUT:-/tmp/jtape_gpu_check}}"
+mkdir -p "$out"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export JTAPE_TEST_DEVICE=gpu JAX_DEFAULT_MATMUL_PRECISION=highest
+start=$(date +%s)
+
+{
+  echo "## Device"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "nvidia-smi: not available"
+  python3 - <<'PY'
+import jax, numpy, platform
+print(f"python {platform.python_version()} · jax {jax.__version__} · numpy {numpy.__version__} · devices {jax.devices()}")
+try:
+    import torch
+    print(f"torch {torch.__version__} (cuda available: {torch.cuda.is_available()})")
+except ImportError:
+    print("torch: not installed")
+PY
+} | tee "$out/device.txt"
+
+python3 -c "import jax, sys; sys.exit(0 if jax.devices()[0].platform == 'gpu' else 1)" \
+  || { echo "gpu_check: jax sees no GPU; nothing to check"; exit 1; }
+
+echo "## Oracle tests on the GPU (float32 and float64, JaxBackend only)"
+timeout 200 python3 -m pytest tests/ops/test_forward.py tests/ops/test_gradients.py tests/autodiff \
+  -q -p no:cacheprovider -k "not numpy and not float16 and not bfloat16" 2>&1 | tee "$out/tests.log" | tail -n 15
+tests_rc=${PIPESTATUS[0]}
+
+echo "## Benchmarks on the GPU"
+timeout 230 python3 benchmarks/bench.py --device gpu --repeats 15 \
+  --json "$out/bench_gpu.json" --markdown "$out/bench_gpu.md" 2>&1 | tee "$out/bench.log" | tail -n 25
+bench_rc=${PIPESTATUS[0]}
+
+echo
+echo "## Summary ($(( $(date +%s) - start )) s)"
+echo "oracle tests: $(grep -E '[0-9]+ (passed|failed)' "$out/tests.log" | tail -n 1) (exit $tests_rc)"
+[ -f "$out/bench_gpu.md" ] && cat "$out/bench_gpu.md" || echo "benchmarks: exit $bench_rc"
+exit $(( tests_rc != 0 || bench_rc != 0 ))

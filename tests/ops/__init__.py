@@ -1,0 +1,1 @@
+"""Op tests driven by the spec table in ``tests/spec.py``."""

@@ -1,0 +1,132 @@
+"""The oracle test: every differentiable op's hand-derived backward rule, run by the tape on an
+AutodiffBackend over each inner backend, equals jax.vjp of the op's independent reference."""
+
+from __future__ import annotations
+
+import chex
+import numpy as np
+import pytest
+from spec import SPEC_BY_NAME, SPECS, grad_indices
+
+from jtape import autodiff
+from jtape.ops import OP_CLASSES, Operation
+from jtape.tensor import OPS
+from jtape.tensor.backend import NON_DIFFERENTIABLE
+
+from .support import BACKEND_NAMES, BACKENDS, Case, as_list, assert_close, cotangents, gradient_cases, inputs, oracle
+
+DIFFERENTIABLE = [op for op in OPS if op not in NON_DIFFERENTIABLE]
+
+
+def run_tape(case: Case, inner_name: str, seeds: list[np.ndarray]) -> tuple[list, dict]:
+    """Run the op on autodiff.new(inner), seed its output(s) with ``seeds`` and walk the tape.
+    Returns the input RawTensors and the map tensor -> gradient."""
+    inner = BACKENDS[inner_name]
+    backend = autodiff.new(inner)
+    tensors = [inner.from_numpy(a) for a in inputs(case)]
+    out = case.spec.run(backend, tensors, case.kwargs)
+    outs = as_list(out)
+    assert backend.tape().num_ops() == len(outs), f"{case.id}: expected every output on the tape"
+    g = [inner.from_numpy(s) for s in seeds]
+    if isinstance(out, list):  # chunk: one seed per piece
+        grads = backend.tape().walk(dict(zip(outs, g)), backend)
+    else:
+        grads = backend.tape().backward(g[0], backend, output=out)
+    return tensors, grads
+
+
+@pytest.mark.parametrize("inner_name", BACKEND_NAMES)
+@pytest.mark.parametrize("case", gradient_cases())
+def test_gradient_matches_jax_vjp(case: Case, inner_name: str) -> None:
+    tensors, grads = run_tape(case, inner_name, cotangents(case))
+    diff = grad_indices(case.spec, case.sample)
+    expected = dict(zip(diff, oracle(case)))
+    arrays = inputs(case)
+    for i, x in enumerate(tensors):
+        what = f"{case.id} on autodiff({inner_name}), gradient of input {i}"
+        if i not in diff:
+            assert x not in grads, f"{what}: a non-differentiable input got a gradient"
+            continue
+        assert x in grads, f"{what}: no gradient reached this input"
+        g = grads[x]
+        assert (tuple(g.shape), g.dtype) == (tuple(x.shape), x.dtype), f"{what}: RawTensor metadata"
+        chex.assert_trees_all_equal_shapes_and_dtypes(np.asarray(g.data), arrays[i])
+        chex.assert_trees_all_equal_shapes_and_dtypes(g.data, x.data)
+        assert_close(np.asarray(g.data), expected[i], x.dtype.value, what)
+
+
+@pytest.mark.parametrize("inner_name", BACKEND_NAMES)
+@pytest.mark.parametrize("case", gradient_cases(dtypes=("float32",)))
+def test_zero_output_gradient_gives_exact_zeros(case: Case, inner_name: str) -> None:
+    zeros = [np.zeros_like(c) for c in cotangents(case)]
+    tensors, grads = run_tape(case, inner_name, zeros)
+    for i in grad_indices(case.spec, case.sample):
+        g = np.asarray(grads[tensors[i]].data)
+        assert np.all(g == 0), f"{case.id} on autodiff({inner_name}), input {i}: {g}"
+
+
+# -- meta-tests: the table and the op classes cover the whole Backend ----------------------------------
+def test_every_backend_op_has_a_spec() -> None:
+    assert sorted(SPEC_BY_NAME) == sorted(OPS)
+    assert len(SPECS) == len(OPS), "an op has two specs"
+
+
+def test_specs_mark_exactly_the_differentiable_ops() -> None:
+    for spec in SPECS:
+        assert bool(spec.grad) == (spec.name not in NON_DIFFERENTIABLE), spec.name
+
+
+@pytest.mark.parametrize("op", DIFFERENTIABLE)
+def test_differentiable_op_has_an_operation_with_a_derivation(op: str) -> None:
+    assert op in OP_CLASSES, f"{op} is differentiable but has no Operation class in jtape.ops.OP_CLASSES"
+    cls = OP_CLASSES[op]
+    assert issubclass(cls, Operation)
+    assert "Derivation" in (cls.__doc__ or ""), f"{cls.__name__}'s docstring has no derivation"
+
+
+@pytest.mark.parametrize("op", sorted(OP_CLASSES))
+def test_operation_overrides_backward(op: str) -> None:
+    assert op not in NON_DIFFERENTIABLE, f"{op} is not differentiable but has an Operation class"
+    assert OP_CLASSES[op].backward is not Operation.backward, f"{OP_CLASSES[op].__name__} does not override backward"
+
+
+# -- calling conventions: static arguments and tensors by keyword -------------------------------------
+WITH_STATIC_ARGS = [s.name for s in SPECS if s.grad and s.samples[0].kwargs and s.name != "transpose"]
+
+
+def _float32_inputs(name: str) -> tuple:
+    spec = SPEC_BY_NAME[name]
+    case = Case(spec, spec.samples[0], "float32")
+    inner = BACKENDS["numpy"]
+    return spec.samples[0].kwargs, [inner.from_numpy(a) for a in inputs(case)]
+
+
+@pytest.mark.parametrize("name", WITH_STATIC_ARGS)
+def test_autodiff_records_ops_given_static_args_by_keyword(name: str) -> None:
+    kwargs, tensors = _float32_inputs(name)
+    backend = autodiff.new(BACKENDS["numpy"])
+    if name == "gather":
+        out = backend.gather(tensors[0], dim=kwargs["dim"], index=tensors[1])
+    elif name == "cat":
+        out = backend.cat(tensors, dim=kwargs["dim"])
+    else:
+        out = getattr(backend, name)(*tensors, **kwargs)
+    assert backend.tape().num_ops() == len(as_list(out))
+
+
+KEYWORD_CALLS = {
+    "add": lambda b, t, kw: b.add(a=t[0], b=t[1]),
+    "exp": lambda b, t, kw: b.exp(x=t[0]),
+    "matmul": lambda b, t, kw: b.matmul(a=t[0], b=t[1]),
+    "softmax": lambda b, t, kw: b.softmax(x=t[0], dim=kw["dim"]),
+    "cat": lambda b, t, kw: b.cat(tensors=t, dim=kw["dim"]),
+    "where": lambda b, t, kw: b.where(condition=t[0], x=t[1], y=t[2]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KEYWORD_CALLS))
+def test_autodiff_records_ops_given_tensors_by_keyword(name: str) -> None:
+    kwargs, tensors = _float32_inputs(name)
+    backend = autodiff.new(BACKENDS["numpy"])
+    KEYWORD_CALLS[name](backend, tensors, kwargs)
+    assert backend.tape().num_ops() == 1, "the op was not recorded: its gradient is silently lost"
