@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 out="${1:-${OUT:-/tmp/jtape_gpu_check}}"
 mkdir -p "$out"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-export JTAPE_TEST_DEVICE=gpu JAX_DEFAULT_MATMUL_PRECISION=highest
+export JTAPE_TEST_DEVICE=gpu JAX_DEFAULT_MATMUL_PRECISION=highest XLA_PYTHON_CLIENT_PREALLOCATE=false
 start=$(date +%s)
 
 {
@@ -33,12 +33,14 @@ python3 -c "import jax, sys; sys.exit(0 if jax.devices()[0].platform == 'gpu' el
   || { echo "gpu_check: jax sees no GPU; nothing to check"; exit 1; }
 
 echo "## Oracle tests on the GPU (float32 and float64, JaxBackend only)"
-timeout 200 python3 -m pytest tests/ops/test_forward.py tests/ops/test_gradients.py tests/autodiff \
+# pytest-xdist, where installed, spreads the compiles over the host's cores (the GPU is shared).
+par=$(python3 -c "import xdist" 2>/dev/null && echo "-n 8" || echo "")
+timeout 200 python3 -m pytest tests/ops/test_forward.py tests/ops/test_gradients.py tests/autodiff/test_tape.py tests/autodiff/test_born_faults.py tests/autodiff/test_random_programs.py tests/autodiff/test_compiled.py tests/autodiff/test_jit.py $par \
   -q -p no:cacheprovider -k "not numpy and not float16 and not bfloat16" 2>&1 | tee "$out/tests.log" | tail -n 15
 tests_rc=${PIPESTATUS[0]}
 
 echo "## Benchmarks on the GPU"
-timeout 230 python3 benchmarks/bench.py --device gpu --repeats 15 \
+timeout 230 python3 benchmarks/bench.py --device gpu --repeats 10 --skip-extras \
   --json "$out/bench_gpu.json" --markdown "$out/bench_gpu.md" 2>&1 | tee "$out/bench.log" | tail -n 25
 bench_rc=${PIPESTATUS[0]}
 
