@@ -21,9 +21,8 @@ def main(argv: list[str] | None = None) -> float:
     backend = autodiff.new(inner)                                   # the tape is recording
     x = tensor.from_slice([2.0], tensor.Shape((1,)), backend)
     y = x.mul(x)                                                    # y = x², one MulOp on the tape
-    print(f"tape after the forward pass: {backend.tape()}")
-    for op in backend.tape().operations():
-        print(f"  {op!r}")
+    print("the tape after the forward pass:")
+    print(backend.tape().summary())
     y.backward()                                                    # seed dy/dy = 1, walk in reverse
     print(f"y = {y.item()}, dy/dx = {x.grad.item()} (expected 2x = {2 * x.item()})")
     return x.grad.item()

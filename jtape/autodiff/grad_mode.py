@@ -10,12 +10,16 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-_state = threading.local()
+class _State(threading.local):
+    depth = 0  # a class default: reading it in a new thread costs no exception
+
+
+_state = _State()
 
 
 def is_grad_enabled() -> bool:
     """False inside a ``no_grad`` block of the current thread."""
-    return not getattr(_state, "depth", 0)
+    return not _state.depth
 
 
 class no_grad:
@@ -33,7 +37,7 @@ class no_grad:
             return fn()
 
     def __enter__(self) -> "no_grad":
-        _state.depth = getattr(_state, "depth", 0) + 1
+        _state.depth += 1
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -108,7 +108,9 @@ def _conv2d_kernel_grad(x, g, kernel_shape, stride, padding):
 
 @_static("kernel_size", "stride")
 def _max_pool2d(x, kernel_size, stride):
-    return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, (1, 1) + kernel_size, (1, 1) + stride, "VALID")
+    # A Python scalar init value (not a jnp array) keeps the kernel differentiable by jax, which
+    # jtape.testing's oracle needs (jtape's own gradient never uses it).
+    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1) + kernel_size, (1, 1) + stride, "VALID")
 
 
 def _window_views(x, kernel_size, stride, oh, ow):
@@ -197,6 +199,8 @@ def _scatter_add(index, src, shape, dim):
 
 
 _full = _static("shape", "dtype")(lambda value, shape, dtype: jnp.full(shape, value, dtype))
+# Are all index values in [0, n)? One fused reduction; n is traced, so a new size never re-compiles.
+_index_in_range = _jit(lambda index, n: jnp.logical_and(jnp.min(index) >= 0, jnp.max(index) < n))
 
 
 def _run_rule(cls, statics, wanted, backend, inputs, output, g):
@@ -288,3 +292,6 @@ class JaxBackend(KernelBackend):
     _conv2d_input_grad, _conv2d_kernel_grad = staticmethod(_conv2d_input_grad), staticmethod(_conv2d_kernel_grad)
     _max_pool2d_grad, _scatter_add = staticmethod(_max_pool2d_grad), staticmethod(_scatter_add)
     _narrow = staticmethod(_narrow)
+
+    def _index_in_range(self, index: Any, size: int) -> bool:
+        return bool(_index_in_range(index, size))

@@ -104,6 +104,7 @@ class NumpyBackend(KernelBackend):
     """The reference backend: every op as a short, readable NumPy kernel, on the CPU."""
 
     _device = Device.CPU
+    _numpy_data = True  # every tensor's data is an np.ndarray (base.py rejects anything else)
 
     def name(self) -> str:
         return "numpy"

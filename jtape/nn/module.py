@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..autodiff.compiled import register_tensor_pytree
+from ..autodiff.watch import move_hooks
 from ..tensor.errors import DTypeError, ShapeError
 from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
@@ -53,6 +54,7 @@ class Parameter(Tensor):
             raise DTypeError(f"Parameter.assign: got dtype {raw.dtype.value}; expected {self.dtype.value}")
         if raw is not self._raw:
             raw.grad = self._raw.grad
+            move_hooks(self._raw, raw)  # hooks and labels follow the parameter, not the old array
             self._raw = raw
 
     def __repr__(self) -> str:

@@ -4,6 +4,7 @@ from .base import Operation, unbroadcast
 from .conv import Conv2DOp, MaxPool2DOp
 from .elementwise import AddOp, AddScalarOp, DivOp, DivScalarOp, MulOp, MulScalarOp, SubOp, SubScalarOp
 from .indexing import GatherOp, WhereOp
+from .kernels import GRADIENT_OP_CLASSES  # the gradient kernels' own ops (for create_graph), in .kernels
 from .linalg import MatMulOp
 from .loss import CrossEntropyOp
 from .reduce import MeanDimOp, SumDimOp, SumOp
@@ -22,4 +23,4 @@ OP_CLASSES: dict[str, type[Operation]] = {
     "expand": ExpandOp, "cat": CatOp, "chunk": ChunkOp, "gather": GatherOp, "where": WhereOp, "cast": CastOp,
 }
 
-__all__ = ["OP_CLASSES", "Operation", "unbroadcast"] + sorted(c.__name__ for c in OP_CLASSES.values())
+__all__ = ["GRADIENT_OP_CLASSES", "OP_CLASSES", "Operation", "unbroadcast"] + sorted(c.__name__ for c in OP_CLASSES.values())

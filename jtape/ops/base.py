@@ -26,12 +26,18 @@ class Operation:
     by name only what ``backward`` needs.
     """
 
-    __slots__ = ("_inputs", "_output", "__weakref__")
+    __slots__ = ("_inputs", "_output", "_source", "__weakref__")  # _source: see ``source``
 
     # A backend may run a rule with several backend calls as one compiled kernel (JaxBackend
     # jits it: one dispatch, and XLA fuses the pieces). Only for rules that are pure functions of
     # their tensors and their static (hashable) saved values; single-call rules gain nothing.
     fuse: ClassVar[bool] = False
+
+    # Whether ``backward`` is itself differentiable: it uses only Backend ops of the backend it is
+    # given (no ``backend.inner()``, no NumPy), so running it on a recording AutodiffBackend records
+    # the backward pass (``create_graph=True``). An op whose rule is not says False, and a
+    # second-order walk that reaches it raises instead of silently dropping terms.
+    differentiable_backward: ClassVar[bool] = True
 
     def __init__(self, out: RawTensor, *inputs: RawTensor):
         self._output = out
@@ -45,6 +51,18 @@ class Operation:
         """The tensor this op produced."""
         return self._output
 
+    @property
+    def source(self) -> Any:
+        """Where user code recorded this op (a ``SourceLocation``: file, line, function), or None.
+
+        Set only while ``jtape.autodiff.capture_source`` or ``detect_anomaly`` is on; otherwise
+        the slot is never written, so recording pays nothing for it."""
+        return getattr(self, "_source", None)
+
+    @source.setter
+    def source(self, value: Any) -> None:
+        self._source = value
+
     def backward(self, g: RawTensor, backend: Any) -> list[RawTensor | None]:
         """Given ``g = ∂ℒ/∂out``, return ``[∂ℒ/∂x for x in inputs()]`` (None where no gradient)."""
         raise NotImplementedError(f"{type(self).__name__}.backward")
@@ -55,7 +73,7 @@ class Operation:
         names = cls.__dict__.get("_static_slot_names")
         if names is None:
             names = tuple(n for k in reversed(cls.__mro__) for n in k.__dict__.get("__slots__", ())
-                          if n not in ("_inputs", "_output", "__weakref__"))
+                          if n not in ("_inputs", "_output", "_source", "__weakref__"))
             cls._static_slot_names = names
         return names
 

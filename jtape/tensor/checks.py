@@ -20,6 +20,9 @@ from .errors import DTypeError, ShapeError
 from .shape import Shape
 
 _cache = lru_cache(maxsize=8192)
+# For checks of dims, keep_dim and n: an untyped cache would treat 1, 1.0 and True as one key, so a
+# bad `dim=True` or `keep_dim=1` would pass once a good call with an equal value had been cached.
+_typed_cache = lru_cache(maxsize=8192, typed=True)
 
 
 def _s(shape) -> tuple:
@@ -32,6 +35,8 @@ def normalize_dim(op: str, dim: int, ndim: int, *, insert: bool = False) -> int:
     """Map a possibly negative ``dim`` into ``[0, ndim)`` (``[0, ndim]`` when ``insert``)."""
     if isinstance(dim, bool) or not isinstance(dim, int):
         try:
+            if isinstance(dim, bool):  # True.__index__() is 1: a bool is not a dim
+                raise AttributeError
             dim = dim.__index__()
         except AttributeError:
             raise ShapeError(f"{op}: got dim={dim!r}; expected an int") from None
@@ -39,7 +44,7 @@ def normalize_dim(op: str, dim: int, ndim: int, *, insert: bool = False) -> int:
     if not -top <= dim < top:
         lo, hi = -top, top - 1
         if top == 0:
-            raise ShapeError(f"{op}: got dim={dim} for a 0-d tensor; it has no dims")
+            raise ShapeError(f"{op}: got dim={dim} for a 0-d tensor; it has no dims; expected a tensor of rank >= 1")
         raise ShapeError(f"{op}: got dim={dim} for a tensor of rank {ndim}; expected {lo} <= dim <= {hi}")
     return dim + top if dim < 0 else dim
 
@@ -237,7 +242,7 @@ def sum_all(dtype: DataType):
     return Shape(()), dtype
 
 
-@_cache
+@_typed_cache
 def reduce_dim(op: str, shape: tuple, dtype: DataType, dim: int, keep_dim: bool, float_only: bool):
     (_need_float if float_only else _need_numeric)(op, dtype)
     d = normalize_dim(op, dim, len(shape))
@@ -247,7 +252,7 @@ def reduce_dim(op: str, shape: tuple, dtype: DataType, dim: int, keep_dim: bool,
     return Shape(out), dtype, d
 
 
-@_cache
+@_typed_cache
 def argmax(shape: tuple, dtype: DataType, dim: int):
     _need_numeric("argmax", dtype)
     d = normalize_dim("argmax", dim, len(shape))
@@ -256,7 +261,7 @@ def argmax(shape: tuple, dtype: DataType, dim: int):
     return Shape(shape[:d] + shape[d + 1:]), DataType.INT32, d
 
 
-@_cache
+@_typed_cache
 def softmax(shape: tuple, dtype: DataType, dim: int):
     _need_float("softmax", dtype)
     return normalize_dim("softmax", dim, len(shape))
@@ -282,8 +287,8 @@ def reshape(shape: tuple, new: tuple) -> Shape:
     if -1 in new:
         rest = Shape(d for d in new if d != -1).size
         if rest == 0 or size % rest:
-            raise ShapeError(f"reshape: cannot reshape {shape} (size {size}) to {new}; "
-                             f"the -1 cannot be inferred")
+            raise ShapeError(f"reshape: cannot reshape {shape} (size {size}) to {new}; the -1 cannot be "
+                             f"inferred; expected the other sizes' product ({rest}) to be non-zero and divide {size}")
         new = tuple(size // rest if d == -1 else d for d in new)
     if Shape(new).size != size:
         raise ShapeError(f"reshape: cannot reshape {shape} (size {size}) to {new} (size {Shape(new).size}); "
@@ -305,7 +310,7 @@ def transpose(shape: tuple, axes: tuple):
     return Shape(shape[p] for p in perm), perm
 
 
-@_cache
+@_typed_cache
 def squeeze(shape: tuple, dim: int):
     d = normalize_dim("squeeze", dim, len(shape))
     if shape[d] != 1:
@@ -313,7 +318,7 @@ def squeeze(shape: tuple, dim: int):
     return Shape(shape[:d] + shape[d + 1:]), d
 
 
-@_cache
+@_typed_cache
 def unsqueeze(shape: tuple, dim: int):
     d = normalize_dim("unsqueeze", dim, len(shape), insert=True)
     return Shape(shape[:d] + (1,) + shape[d:]), d
@@ -326,7 +331,8 @@ def expand(shape: tuple, target: tuple) -> Shape:
     lead = len(target) - len(shape)
     out = list(target[:lead])
     if any(d < 0 for d in out):
-        raise ShapeError(f"expand: got target {target}; -1 is only allowed for existing dims")
+        raise ShapeError(f"expand: got target {target}; -1 is only allowed for existing dims; expected "
+                         f"non-negative sizes for the {lead} new leading dim(s)")
     for i, (s, t) in enumerate(zip(shape, target[lead:])):
         if t == -1:
             t = s
@@ -339,7 +345,7 @@ def expand(shape: tuple, target: tuple) -> Shape:
     return Shape(out)
 
 
-@_cache
+@_typed_cache
 def cat(shapes: tuple, dtypes: tuple, dim: int):
     if not shapes:
         raise ShapeError("cat: got no tensors; expected at least one")
@@ -353,7 +359,7 @@ def cat(shapes: tuple, dtypes: tuple, dim: int):
     return Shape(first[:d] + (sum(s[d] for s in shapes),) + first[d + 1:]), dtype, d
 
 
-@_cache
+@_typed_cache
 def chunk(shape: tuple, n: int, dim: int):
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ShapeError(f"chunk: got n={n!r}; expected a positive int")
@@ -364,7 +370,7 @@ def chunk(shape: tuple, n: int, dim: int):
     return Shape(shape[:d] + (shape[d] // n,) + shape[d + 1:]), d
 
 
-@_cache
+@_typed_cache
 def gather(sx: tuple, dim: int, si: tuple, di: DataType):
     if not di.is_int:
         raise DTypeError(f"gather: got index of dtype {di.value}; expected an integer dtype")
@@ -387,7 +393,10 @@ def where(sc: tuple, dc: DataType, sx: tuple, dx: DataType, sy: tuple, dy: DataT
 
 
 def cast_target(dtype) -> DataType:
-    return DataType.of(dtype)
+    try:
+        return DataType.of(dtype)
+    except DTypeError as e:
+        raise DTypeError(f"cast: {e}") from None
 
 
 def same_shapes(op: str, got: Sequence, expected: Sequence) -> None:

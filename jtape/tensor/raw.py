@@ -25,7 +25,9 @@ records ops that only read such tensors nor computes their gradients.
     can cross ``jax.jit`` boundaries.
     """
 
-    __slots__ = ("data", "shape", "dtype", "device", "grad", "requires_grad", "__weakref__")
+    # _released: set (never initialised, so creation pays nothing) once Tensor.backward has cleared
+    # the tape that held the op producing this tensor (see jtape.autodiff.engine.tensor_backward).
+    __slots__ = ("data", "shape", "dtype", "device", "grad", "requires_grad", "_released", "__weakref__")
 
     def __init__(self, data: Any, shape: Shape, dtype: DataType, device: Device):
         self.data = data

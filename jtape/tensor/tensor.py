@@ -10,6 +10,7 @@ from __future__ import annotations
 from numbers import Number
 from typing import Any, Sequence
 
+import jax
 import numpy as np
 
 from .dtype import DataType
@@ -85,8 +86,15 @@ class Tensor:
         return a if dtype is None else a.astype(dtype)
 
     def __repr__(self) -> str:
-        values = np.array2string(self.numpy(), precision=4, threshold=20, separator=", ")
-        return f"Tensor({values}, shape={tuple(self.shape)}, dtype={self.dtype.value}, backend={self.backend.name()})"
+        """``Tensor([4.], shape=(1,), dtype=float32, backend=Autodiff(jax))``: values elided past 20
+        elements ("traced" inside jax.jit); ``requires_grad=False`` marks a constant."""
+        if isinstance(self._raw.data, jax.core.Tracer):
+            values = "traced"
+        else:
+            values = np.array2string(self.numpy(), precision=4, threshold=20, separator=", ", prefix="Tensor(")
+        const = "" if self._raw.requires_grad else ", requires_grad=False"
+        return (f"Tensor({values}, shape={tuple(self.shape)}, dtype={self.dtype.value}, "
+                f"backend={self.backend.name()}{const})")
 
     # -- gradients -----------------------------------------------------------------------------
     @property
@@ -102,10 +110,22 @@ class Tensor:
         """Forget the gradient accumulated in ``.grad``."""
         self._raw.grad = None
 
-    def backward(self, grad: "Tensor | None" = None, *, retain_graph: bool = False) -> None:
-        """Backpropagate from this tensor; see ``jtape.autodiff.tensor_backward``."""
+    def backward(self, grad: "Tensor | None" = None, *, retain_graph: bool = False, create_graph: bool = False,
+                 trace: Any = None) -> None:
+        """Backpropagate from this tensor; see ``jtape.autodiff.tensor_backward``. ``create_graph``
+        records the backward pass, so ``.grad`` can be differentiated again. ``trace`` (e.g.
+        ``print``) is called with each step of the walk (see ``jtape.autodiff.watch``)."""
         from ..autodiff.engine import tensor_backward
-        tensor_backward(self, grad, retain_graph=retain_graph)
+        from ..autodiff.watch import tracing
+        with tracing(trace):
+            tensor_backward(self, grad, retain_graph=retain_graph, create_graph=create_graph)
+
+    def register_hook(self, fn: Any) -> Any:
+        """Call ``fn(grad)`` when this tensor's gradient is complete in a backward walk; ``fn`` may
+        return a replacement. Returns a handle whose ``remove()`` takes the hook off again
+        (see ``jtape.autodiff.watch.register_hook``)."""
+        from ..autodiff.watch import register_hook
+        return register_hook(self, fn)
 
     @property
     def requires_grad(self) -> bool:

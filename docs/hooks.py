@@ -1,0 +1,72 @@
+"""MkDocs hook: run the Python blocks of a page and show what they print, at build time.
+
+A page opts in with the front matter ``run: true``. Its ```` ```python ```` blocks run in order in
+one namespace — the page is one session, as for a reader typing along — inside a temporary
+working directory. What a block prints is inserted right after it as a ```` ```text ```` block, so
+the printed tapes, traces and gradients on the page are what the code really prints today and
+cannot drift from it. A block that raises fails the build, naming the page and the block.
+
+``docs/gen_figures.py`` runs the same blocks (``run_blocks``) to draw the pages' figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import linecache
+import os
+import re
+import tempfile
+import traceback
+from typing import Any, Callable
+
+FENCE = re.compile(r"^```python\n(.*?)^```[ \t]*\n", re.S | re.M)
+
+
+class SnippetError(RuntimeError):
+    """A code block on a ``run: true`` page raised."""
+
+
+def run_blocks(markdown: str, name: str, after: Callable[[int, str, dict], Any] | None = None) -> str:
+    """Run every python block of ``markdown``; return it with each block's printed output after it.
+
+    ``after(index, code, namespace)`` is called after each block (gen_figures uses it)."""
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    parts, pos = [], 0
+    with tempfile.TemporaryDirectory(prefix="jtape-docs-") as tmp, _cwd(tmp):
+        for k, m in enumerate(FENCE.finditer(markdown), start=1):
+            code = m.group(1)
+            filename = f"<{name}, block {k}>"
+            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)  # tracebacks show code
+            printed = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(printed):
+                    exec(compile(code, filename, "exec"), namespace)
+            except Exception as e:
+                raise SnippetError(f"{name}: python block {k} raised:\n{code}\n{traceback.format_exc()}") from e
+            if after is not None:
+                after(k, code, namespace)
+            parts.append(markdown[pos:m.end()])
+            out = printed.getvalue().rstrip()
+            if out:
+                parts.append('```text title="prints"\n' + out + "\n```\n")
+            pos = m.end()
+    parts.append(markdown[pos:])
+    return "".join(parts)
+
+
+@contextlib.contextmanager
+def _cwd(path: str):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    """MkDocs event: run the page's blocks when its front matter says ``run: true``."""
+    if not page.meta.get("run"):
+        return markdown
+    return run_blocks(markdown, page.file.src_uri)
