@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import threading
-from typing import Any, Iterable
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -142,33 +144,47 @@ class GradientTape(TapeViews):  # TapeViews: print(tape), summary(), to_dot(), r
                                 f"expected a result of recorded ops (was it computed under no_grad, on "
                                 f"another backend, or was the tape cleared by an earlier backward?)")
             _check_grad("backward (output_grad)", None, g, out)
-        grads = dict(seeds)
-        keep_set = None if keep is None else set(keep)
-        watch = watch_walk(ops, seeds, rules, trace)
-        for op in reversed(ops):
-            out = op.output()
-            g = grads.get(out) if keep_set is None or out in keep_set else grads.pop(out, None)
-            if g is None:
-                continue
-            if watch:
-                g = watch.arrive(op, g, grads)
-            inputs = op.inputs()
-            wanted = tuple(x.requires_grad for x in inputs)
-            in_grads = rules.run_rule(op, g, wanted) if hasattr(rules, "run_rule") else op.backward(g, rules)
-            if len(in_grads) != len(inputs):
-                raise TapeError(f"{type(op).__name__}.backward returned {len(in_grads)} gradients for "
-                                f"{len(inputs)} inputs; expected one (or None) per input")
-            if watch:
-                watch.sent(op, in_grads, wanted, grads)
-            for i, (x, gx) in enumerate(zip(inputs, in_grads)):
-                if gx is None or not wanted[i]:
+        # Python's cyclic GC would rescan every live object (a long tape holds many) each time
+        # it triggers: paused here, the walk stays linear in tape length; it creates no cycles.
+        with _gc_paused():
+            grads = dict(seeds)
+            keep_set = None if keep is None else set(keep)
+            watch = watch_walk(ops, seeds, rules, trace)
+            for op in reversed(ops):
+                out = op.output()
+                g = grads.get(out) if keep_set is None or out in keep_set else grads.pop(out, None)
+                if g is None:
                     continue
-                _check_grad(type(op).__name__, i, gx, x)
-                prev = grads.get(x)
-                grads[x] = gx if prev is None else rules.add(prev, gx)
-        if watch:
-            watch.finish(grads)
-        return grads
+                if watch:
+                    g = watch.arrive(op, g, grads)
+                inputs = op.inputs()
+                wanted = tuple(x.requires_grad for x in inputs)
+                in_grads = rules.run_rule(op, g, wanted) if hasattr(rules, "run_rule") else op.backward(g, rules)
+                if len(in_grads) != len(inputs):
+                    raise TapeError(f"{type(op).__name__}.backward returned {len(in_grads)} gradients for "
+                                    f"{len(inputs)} inputs; expected one (or None) per input")
+                if watch:
+                    watch.sent(op, in_grads, wanted, grads)
+                for i, (x, gx) in enumerate(zip(inputs, in_grads)):
+                    if gx is None or not wanted[i]:
+                        continue
+                    _check_grad(type(op).__name__, i, gx, x)
+                    prev = grads.get(x)
+                    grads[x] = gx if prev is None else rules.add(prev, gx)
+            if watch:
+                watch.finish(grads)
+            return grads
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _check_grad(op: str, index: int | None, g: Any, x: RawTensor) -> None:
