@@ -41,8 +41,9 @@ class MaxPool2DOp(Operation):
     """out[n, c, i, j] = max_{a<KH, b<KW} x[n, c, i·s + a, j·s + b]  (NCHW, no padding).
 
     Derivation: a max is locally a selection: ∂out/∂x is 1 at the window's arg-max and 0
-    elsewhere (on ties jtape picks the first in row-major order). So each window's g goes to
-    its arg-max element, and where windows overlap (s < K) an element collects from each:
+    elsewhere. On ties jtape picks the window's first max in row-major order — the element XLA's
+    select-and-scatter picks, so this matches jax.grad of lax.reduce_window max. Each window's g
+    goes to its arg-max element, and where windows overlap (s < K) an element collects from each:
         grad_x = max_pool2d_grad(x, g, kernel_size, stride)   (route-to-argmax, then add).
     Saves: x, kernel_size, stride.
     """

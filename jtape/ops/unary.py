@@ -2,6 +2,12 @@
 
 Every rule here is elementwise (softmax couples the elements along one dim), so each VJP is the
 incoming ``g`` times the derivative, evaluated with what the forward pass saved.
+
+Special values follow jax, the oracle: NaN and ±Inf propagate through values and gradients as in
+jax (log of a negative is NaN, its slope g/x stays finite; g·∞ and 0/0 give what jax's rule
+gives). At kinks and singular points jtape takes jax's convention: relu'(0) = 0 (``jax.nn.relu``),
+sqrt'(0) = +inf and rsqrt'(0) = -inf (a zero g there gives NaN, 0·∞, as in jax).
+Tested in ``tests/robustness/test_special_values.py``.
 """
 
 from __future__ import annotations
@@ -30,7 +36,10 @@ class LogOp(Operation):
 
 
 class SqrtOp(Operation):
-    """out = √x.   Derivation: d√x/dx = 1/(2√x) = 1/(2·out), so  grad_x = (g / 2) / out.   Saves: out."""
+    """out = √x.   Derivation: d√x/dx = 1/(2√x) = 1/(2·out), so  grad_x = (g / 2) / out.   Saves: out.
+
+    At x = 0 the slope is +inf (g/2 divided by 0), as jax's sqrt'(0); x < 0 gives NaN.
+    """
 
     __slots__ = ()
     fuse = True
