@@ -107,3 +107,17 @@ def unbroadcast(g: RawTensor, shape: Sequence[int], backend: Any) -> RawTensor:
 
 def zeros_like(x: RawTensor, backend: Any) -> RawTensor:
     return backend.full(x.shape, 0, x.dtype)
+
+
+def pad_with_zeros(g: RawTensor, dim: int, before: int, after: int, backend: Any) -> RawTensor:
+    """``g`` with ``before`` zeros in front and ``after`` behind along ``dim``: the adjoint of
+    taking a slab (narrow, one chunk piece) out of a larger tensor. Empty pieces are left out."""
+    parts = []
+    for width in (before, None, after):
+        if width is None:
+            parts.append(g)
+        elif width:
+            shape = list(g.shape)
+            shape[dim] = width
+            parts.append(backend.full(shape, 0, g.dtype))
+    return parts[0] if len(parts) == 1 else backend.cat(parts, dim)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..tensor import checks
-from .base import Operation
+from .base import Operation, pad_with_zeros
 
 
 class Conv2DInputGradOp(Operation):
@@ -132,15 +132,7 @@ class NarrowOp(Operation):
     def backward(self, g, backend):
         (x,) = self._inputs
         after = x.shape[self.dim] - self.start - g.shape[self.dim]
-        parts = []
-        for width in (self.start, None, after):
-            if width is None:
-                parts.append(g)
-            elif width:
-                shape = list(x.shape)
-                shape[self.dim] = width
-                parts.append(backend.full(shape, 0, g.dtype))
-        return [parts[0] if len(parts) == 1 else backend.cat(parts, self.dim)]
+        return [pad_with_zeros(g, self.dim, self.start, after, backend)]
 
 
 class ScatterAddOp(Operation):

@@ -4,7 +4,7 @@ gradient back the same way (reshape back, permute back, sum the copies, slice th
 from __future__ import annotations
 
 from ..tensor import checks
-from .base import Operation, unbroadcast
+from .base import Operation, pad_with_zeros, unbroadcast
 
 
 class ReshapeOp(Operation):
@@ -127,13 +127,5 @@ class ChunkOp(Operation):
     def backward(self, g, backend):
         (x,) = self._inputs
         size = g.shape[self.dim]
-        parts = []
         before, after = self.index * size, x.shape[self.dim] - (self.index + 1) * size
-        for width in (before, None, after):
-            if width is None:
-                parts.append(g)
-            elif width:
-                shape = list(x.shape)
-                shape[self.dim] = width
-                parts.append(backend.full(shape, 0, g.dtype))
-        return [parts[0] if len(parts) == 1 else backend.cat(parts, self.dim)]
+        return [pad_with_zeros(g, self.dim, before, after, backend)]
