@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check: the op oracle tests on the GPU (matmul/conv at "highest" precision), then the
-# benchmarks on the GPU, in under 6 minutes, printing a short table last.
+# benchmarks on the GPU, then data-parallel throughput, in under 6 minutes, printing a short
+# table last.
 #
 #   bash benchmarks/gpu_check.sh [OUTDIR]
 #
@@ -43,6 +44,9 @@ echo "## Benchmarks on the GPU"
 timeout 230 python3 benchmarks/bench.py --device gpu --repeats 10 --skip-extras \
   --json "$out/bench_gpu.json" --markdown "$out/bench_gpu.md" 2>&1 | tee "$out/bench.log" | tail -n 25
 bench_rc=${PIPESTATUS[0]}
+
+echo "## Data-parallel step throughput over the GPUs jax sees (1, 2, 4, 8 as available)"
+timeout 60 python3 benchmarks/data_parallel.py --real --repeats 10 2>&1 | tee "$out/data_parallel.md" | tail -n 8
 
 echo
 echo "## Summary ($(( $(date +%s) - start )) s)"
