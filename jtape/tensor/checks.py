@@ -296,8 +296,17 @@ def reshape(shape: tuple, new: tuple) -> Shape:
     return Shape(new)
 
 
-@_cache
 def transpose(shape: tuple, axes: tuple):
+    # The cache below compares axes by value, and (True, 0) == (1, 0): reject non-int axes and
+    # pass plain ints, so a bad axis is rejected whatever was cached before.
+    for a in axes:
+        if isinstance(a, bool) or not hasattr(a, "__index__"):
+            raise ShapeError(f"transpose: got axis {a!r} in axes {tuple(axes)}; expected ints")
+    return _transpose(shape, tuple(a.__index__() for a in axes))
+
+
+@_cache
+def _transpose(shape: tuple, axes: tuple):
     n = len(shape)
     if not axes:
         axes = tuple(range(n - 1, -1, -1))

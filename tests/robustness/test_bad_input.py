@@ -275,3 +275,13 @@ def test_an_error_mid_program_leaves_the_tape_usable(inner):
     y.backward()
     np.testing.assert_allclose(x.grad.numpy(), 6 * np.array([1.0, -2.0, 3.0]))
     assert backend.tape().num_ops() == 0
+
+
+def test_transpose_rejects_bool_axes_even_after_an_equal_int_call_was_cached():
+    from jtape.backends import NumpyBackend
+    from jtape.tensor.errors import ShapeError as _ShapeError
+    b = NumpyBackend()
+    x = b.from_numpy(np.zeros((2, 3), np.float32))
+    assert b.transpose(x, 1, 0).shape == (3, 2)
+    with pytest.raises(_ShapeError, match=r"transpose: got axis True in axes \(True, 0\); expected ints"):
+        b.transpose(x, True, 0)
