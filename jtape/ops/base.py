@@ -105,10 +105,6 @@ def unbroadcast(g: RawTensor, shape: Sequence[int], backend: Any) -> RawTensor:
     return g
 
 
-def zeros_like(x: RawTensor, backend: Any) -> RawTensor:
-    return backend.full(x.shape, 0, x.dtype)
-
-
 def pad_with_zeros(g: RawTensor, dim: int, before: int, after: int, backend: Any) -> RawTensor:
     """``g`` with ``before`` zeros in front and ``after`` behind along ``dim``: the adjoint of
     taking a slab (narrow, one chunk piece) out of a larger tensor. Empty pieces are left out."""

@@ -25,10 +25,6 @@ _cache = lru_cache(maxsize=8192)
 _typed_cache = lru_cache(maxsize=8192, typed=True)
 
 
-def _s(shape) -> tuple:
-    return tuple(shape)
-
-
 # -- dims -------------------------------------------------------------------------------------
 
 def normalize_dim(op: str, dim: int, ndim: int, *, insert: bool = False) -> int:
