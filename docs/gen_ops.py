@@ -1,10 +1,10 @@
 """Generate the "Ops and their derivations" pages from the code, at build time (mkdocs-gen-files).
 
-One page per op family — per module of ``jtape.ops`` that defines a class of
-``jtape.ops.OP_CLASSES`` or ``GRADIENT_OP_CLASSES`` — holding, for each class, the Backend
-method that records it, its docstring (the derivation) verbatim, and the source of its
-``backward`` (the rule). Nothing is copied by hand, so the pages cannot drift from the code.
-``ops/index.md`` lists every op and the contract every rule follows (``Operation``).
+One page per op family — per module of ``jtape.ops`` that defines an op's ``Operation`` class —
+holding, for each class, the op that records it (its signature), its docstring (the derivation)
+verbatim, and the source of its rule (``vjp``). Nothing is copied by hand, so the pages cannot
+drift from the code. ``ops/index.md`` lists every registered op (those without a gradient and the
+composite ones too) and the contract every rule follows (``Operation``).
 
     python docs/gen_ops.py OUT_DIR     # writes the pages to OUT_DIR (for a look without mkdocs)
 """
@@ -18,17 +18,21 @@ from pathlib import Path
 
 import jtape.ops
 from jtape.ops import OP_CLASSES, Operation, base
+from jtape.tensor import REGISTRY
 
 
 def op_classes() -> dict[str, type]:
-    """Backend method -> Operation class, for every recorded op (gradient kernels included)."""
-    classes = dict(OP_CLASSES)
-    classes.update(getattr(jtape.ops, "GRADIENT_OP_CLASSES", {}))
-    return classes
+    """Op name -> Operation class, for every op with a rule (gradient kernels included)."""
+    return dict(OP_CLASSES)
+
+
+def rule_method(cls: type):
+    """The method holding a class's rule: ``vjp`` (built-in ops) or ``backward`` (hand-written)."""
+    return cls.vjp if cls.vjp is not Operation.vjp else cls.backward
 
 
 # Teaching order of the families; a module not named here comes after these, alphabetically.
-ORDER = ["elementwise", "unary", "reduce", "shape", "indexing", "linalg", "conv", "loss", "kernels"]
+ORDER = ["elementwise", "unary", "reduce", "shape", "indexing", "linalg", "conv", "loss", "compare"]
 
 
 def families() -> dict[str, list[tuple[str, type]]]:
@@ -54,16 +58,18 @@ def _fence(text: str, lang: str = "text") -> str:
 def _class_section(method: str, cls: type) -> str:
     fused = "yes — one compiled kernel on JaxBackend" if getattr(cls, "fuse", False) else "no"
     second = "yes" if getattr(cls, "differentiable_backward", True) else "no"
-    rule = textwrap.dedent(inspect.getsource(cls.backward))
+    rule = textwrap.dedent(inspect.getsource(rule_method(cls)))
+    signature = f"{method}{REGISTRY[method].signature}" if method in REGISTRY else method
     path = inspect.getsourcefile(cls)
     where = Path(path).relative_to(Path(jtape.ops.__file__).parent.parent.parent) if path else cls.__module__
     return "\n".join([
         f"## {cls.__name__}", "",
         f"Recorded by `backend.{method}(...)` · defined in `{where}` · fused rule: {fused} · "
         f"differentiable rule (second order): {second}", "",
+        f"Signature: `{signature}`", "",
         "**Derivation** (the class docstring):", "",
         _fence(inspect.getdoc(cls) or ""),
-        "**Rule** (`backward`, the code that runs):", "",
+        f"**Rule** (`{rule_method(cls).__name__}`, the code that runs):", "",
         _fence(rule, "python"),
     ])
 
@@ -83,6 +89,11 @@ def family_pages() -> dict[str, str]:
         for method, cls in members:
             summary = (inspect.getdoc(cls) or "").split("\n")[0].replace("|", "\\|")
             rows.append(f"| `{method}` | [`{cls.__name__}`]({module_name}.md#{cls.__name__.lower()}) | {summary} |")
+    for name, d in REGISTRY.items():
+        if d.operation is None:
+            what = "composite: written with other ops, no rule of its own" if d.composite else "no gradient"
+            summary = d.doc.split("\n")[0].replace("|", "\\|")
+            rows.append(f"| `{name}` | {what} | {summary} |")
     index = ["# Ops and their derivations", "",
              "Every differentiable op is one `Operation` class with a hand-derived backward rule (its "
              "vector-Jacobian product); the derivation is the class's docstring. These pages are generated "

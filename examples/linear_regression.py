@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     for step in range(args.steps):
         pred = x * w + b                     # MulOp, AddOp: [100, 1] * [1] broadcasts
         diff = pred - y                      # SubOp
-        loss = (diff * diff).mean()          # MulOp, SumOp, DivScalarOp
+        loss = (diff * diff).mean()          # MulOp, MeanDimOp
         if step == 0:
             tape_lines = [repr(op) for op in backend.tape().operations()]
             print(f"the tape after one forward pass ({backend.tape().num_ops()} ops):")
@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> dict:
         if step == 0:
             print(f"dloss/dw = {w.grad.item():.4f}, dloss/db = {b.grad.item():.4f}")
         with backend.no_grad():              # the update is not part of the model: don't record it
-            w = w - args.lr * w.grad         # a new leaf tensor; the old one (and its .grad) is dropped
+            w = w - args.lr * w.grad         # made under no_grad: a constant (the old w and its .grad are dropped)
             b = b - args.lr * b.grad
+        w.requires_grad_()                   # ... so mark the new values as leaves that want gradients
+        b.requires_grad_()
         if step % 50 == 0 or step == args.steps - 1:
             print(f"step {step:4d}  loss {loss.item():.5f}  w {w.item():+.4f}  b {b.item():+.4f}")
     print(f"learned w = {w.item():.3f}, b = {b.item():.3f} (data made with w = {TRUE_W}, b = {TRUE_B})")

@@ -31,6 +31,7 @@ import jax
 import numpy as np
 
 from .autodiff.backend import AutodiffBackend, new
+from .autodiff.backend import plain as plain_backend
 from .backends import JaxBackend, NumpyBackend
 from .ops.base import Operation
 from .tensor.dtype import DataType
@@ -110,7 +111,8 @@ def check_operation(op_class: Callable[..., Operation], forward: Callable[..., R
 
     ``forward(backend, *raws, **kwargs) -> RawTensor`` computes the op with Backend ops;
     ``op_class(out, *raws, **kwargs)`` builds its Operation (an Operation subclass, or any callable
-    that builds one, e.g. ``lambda out, x: ChunkOp(out, x, 3, 0, 1)``). ``inputs`` are the op's
+    that builds one). For a built-in op's class (``jtape.ops.MatMulOp``), ``forward`` is run on the
+    AutodiffBackend instead and must record exactly that one op. ``inputs`` are the op's
     tensor inputs as arrays (NumPy arrays, lists, Tensors): float ones are differentiated, integer
     and bool ones held constant; static arguments go in ``kwargs``. Options:
 
@@ -128,8 +130,18 @@ def check_operation(op_class: Callable[..., Operation], forward: Callable[..., R
         return _result(name, forward(backend, *raws, **kwargs))
 
     def taped(ad: AutodiffBackend, raws: list) -> RawTensor:
-        out = plain(ad.inner(), raws)
-        ad.tape().record(op_class(out, *raws, **kwargs))
+        if getattr(op_class, "op", None) is None:            # a user's Operation: build it by hand
+            out = plain(ad.inner(), raws)
+            ad.tape().record(op_class(out, *raws, **kwargs))
+            return out
+        # A registered op's rule: run ``forward`` on the AutodiffBackend, which records the op with
+        # its statics normalised by the op's own check — exactly as in use.
+        out = _result(name, forward(ad, *raws, **kwargs))
+        recorded = ad.tape().operations()
+        if len(recorded) != 1 or type(recorded[0]) is not op_class:
+            got = ", ".join(type(op).__name__ for op in recorded) or "nothing"
+            raise ValueError(f"{name}: forward on an AutodiffBackend recorded {got}; expected exactly one "
+                             f"{op_class.__name__}")
         return out
 
     return _check(name, taped, plain, inputs, **options)
@@ -163,7 +175,7 @@ def _check(name: str, taped: Callable, plain: Callable, inputs: Sequence[Any], *
     for d in dtypes:
         if not DataType.of(d).is_float:
             raise ValueError(f"{name}: got dtype {DataType.of(d).value} in dtypes; expected float dtypes")
-    inner = backend.inner() if isinstance(backend, AutodiffBackend) else (backend or JaxBackend("cpu"))
+    inner = plain_backend(backend) if backend is not None else JaxBackend("cpu")
     rng = np.random.default_rng(seed)
     report = GradientReport(name)
     oracle_dtype = "float64" if x64 else "float32"

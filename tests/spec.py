@@ -268,6 +268,11 @@ def ref_gather(x, index, dim):
     return x[tuple(grid)]
 
 
+def ref_narrow(x, dim, start, length):
+    begin = start + x.shape[dim] if start < 0 else start
+    return lax.slice_in_dim(x, begin, begin + length, axis=dim)
+
+
 def ref_sigmoid(x):
     return 1 / (1 + jnp.exp(-x))
 
@@ -538,6 +543,17 @@ SPECS: tuple[OpSpec, ...] = (
         E((5,), n=2, dim=0,
           match="chunk: cannot split dim 0 of size 5 (shape (5,)) into 2 equal chunks; expected n to divide 5"),
         E((4,), n=0, dim=0, match="chunk: got n=0; expected a positive int"))),
+    OpSpec("narrow", ref_narrow, (
+        S((5, 4), dim=0, start=1, length=3), S((3, 6), dim=-1, start=-4, length=2), S((2, 3, 4), dim=1, start=0, length=0),
+        S((4,), dim=0, start=0, length=4), S((2, 1, 3), dim=2, start=2, length=1), S((0, 3), dim=1, start=1, length=2),
+    ), ANY, grad=(0,), call=lambda b, xs, kw: b.narrow(xs[0], **kw),
+        errors=dim_errors("narrow", (3, 4), start=0, length=1) + (
+        E((3, 4), dim=1, start=2, length=3,
+          match="narrow: got start=2, length=3 for dim 1 of size 4 (shape (3, 4)); expected 0 <= start <= start + "
+                "length <= 4"),
+        E((3, 4), dim=0, start=-4, length=1, match="narrow: got start=-4, length=1 for dim 0 of size 3"),
+        E((3, 4), dim=0, start=0, length=-1, match="narrow: got start=0, length=-1"),
+        E((3, 4), dim=0, start=0.5, length=1, match="narrow: got start=0.5; expected an int"))),
 
     # indexing
     OpSpec("gather", ref_gather, (

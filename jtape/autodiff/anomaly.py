@@ -3,10 +3,14 @@
 * ``capture_source(True)`` — each recorded ``Operation`` remembers the line of *user* code that
   recorded it (``op.source``: file, line, function), so tables, drawings and errors can point at
   it. It walks the Python stack once per op, so it is off by default.
-* ``detect_anomaly()`` — raise ``AnomalyError`` on the first NaN or Inf that an op produces,
-  in the forward pass (checked as each op is recorded) and in the backward walk (checked as each
-  rule returns), naming the op, its shapes and the line that recorded it. Checking needs the
-  values, so every check is a host sync; anomaly mode captures source too.
+* ``detect_anomaly()`` — raise ``AnomalyError`` on the first NaN or Inf that an op produces, in the
+  forward pass (checked as each op is recorded) and in the backward walk (checked as each rule
+  returns), naming the op, its shapes and the line that recorded it. What an op only carries
+  through is not its anomaly: an Inf that was already in an input (``where(mask, x, -inf)`` before
+  a softmax, the standard masking pattern, whose gradient is finite) passes, and a NaN that was
+  already in an input (a leaf holding NaN) is reported as entering the graph there, not as
+  produced by the op. Checking needs the values, so every check is a host sync; anomaly mode
+  captures source too.
 
 Both switches belong to the calling thread (like ``no_grad``). Each works as a call and as a
 context manager that restores the previous setting::
@@ -152,10 +156,19 @@ def on_record(op: Any) -> None:
     """Called by ``GradientTape.record`` only while a switch is on: capture, then check."""
     op.source = user_frame()
     if SWITCHES.anomaly:
-        bad = nonfinite(op.output(), "forward")
-        if bad:
-            raise AnomalyError(f"detect_anomaly: {type(op).__name__} produced {bad} in the forward pass — "
-                               f"{describe_op(op)}")
+        bad = nonfinite(op.output(), "forward", inf=True)
+        if bad is None:
+            return
+        for k, x in enumerate(op.inputs()):
+            had = nonfinite(x, "forward", inf=True)
+            if had == "NaN" or (had and bad == "Inf"):
+                if bad == "Inf":
+                    return    # an Inf carried through (where(mask, x, -inf), x + inf): not this op's doing
+                raise AnomalyError(f"detect_anomaly: input {k} of {type(op).__name__} ({shape_dtype(x)}) already "
+                                   f"holds NaN — the NaN entered the graph there (a leaf, or a value computed off "
+                                   f"the tape), not in this op — {describe_op(op)}")
+        raise AnomalyError(f"detect_anomaly: {type(op).__name__} produced {bad} in the forward pass — "
+                           f"{describe_op(op)}")
 
 
 @jax.jit
@@ -163,8 +176,9 @@ def _nan_inf(x):
     return jnp.isnan(x).any(), jnp.isinf(x).any()
 
 
-def nonfinite(x: RawTensor, where: str) -> str | None:
-    """'NaN' or 'Inf' when ``x`` holds one, else None. A host sync; raises under jax tracing."""
+def nonfinite(x: RawTensor, where: str, inf: bool = False) -> str | None:
+    """'NaN' when ``x`` holds one (with ``inf``, also 'Inf' for ±inf), else None. A host sync;
+    raises under jax tracing."""
     if not x.dtype.is_float:
         return None
     data = x.data
@@ -178,7 +192,7 @@ def nonfinite(x: RawTensor, where: str) -> str | None:
     else:
         arr = np.asarray(data)
         has_nan, has_inf = bool(np.isnan(arr).any()), bool(np.isinf(arr).any())
-    return "NaN" if has_nan else "Inf" if has_inf else None
+    return "NaN" if has_nan else "Inf" if has_inf and inf else None
 
 
 def shape_dtype(x: RawTensor) -> str:

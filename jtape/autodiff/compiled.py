@@ -20,39 +20,14 @@ SPMD partitioner (see ``jit``).
 from __future__ import annotations
 
 import functools
+from contextlib import ExitStack
 from typing import Any, Callable, Sequence
 
 import jax
 
 from ..tensor.errors import BackendError
-from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
 from .tape import GradientTape
-
-
-def _flatten_tensor(t: Tensor):
-    return (t.raw(),), (type(t), t.backend)
-
-
-def _unflatten_tensor(aux, children):
-    cls, backend = aux
-    t = object.__new__(cls)
-    Tensor.__init__(t, children[0], backend)
-    return t
-
-
-_registered: set = set()
-
-
-def register_tensor_pytree(cls: type) -> None:
-    """Let ``cls`` (Tensor or a subclass, e.g. Parameter) cross jax transformations: its leaf is
-    the RawTensor, its backend static."""
-    if cls not in _registered:
-        jax.tree_util.register_pytree_node(cls, _flatten_tensor, _unflatten_tensor)
-        _registered.add(cls)
-
-
-register_tensor_pytree(Tensor)
 
 
 class _Binding:
@@ -74,8 +49,6 @@ class _Binding:
 
     def _add_params(self, params: Sequence[Any]) -> None:
         for p in params:
-            if type(p) is not Tensor and type(p) not in _registered:
-                register_tensor_pytree(type(p))
             if all(p is not q for q in self.params):
                 self.params.append(p)
 
@@ -88,8 +61,8 @@ class _Binding:
     def install(self, arrays: tuple, grads: list | None) -> None:
         raws, states = arrays
         for i, (p, raw) in enumerate(zip(self.params, raws)):
+            p.assign(raw)
             raw.grad = None if grads is None else grads[i]
-            p._raw = raw
         for o, s in zip(self.optimizers, states):
             o.state = s
 
@@ -159,23 +132,20 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
         for leaf in jax.tree_util.tree_leaves((args, kwargs), is_leaf=lambda x: isinstance(x, Tensor)):
             if isinstance(leaf, Tensor):
                 found.setdefault(id(leaf.backend), leaf.backend)
-        tapes = {}
-        for key, b in found.items():
-            if hasattr(b, "_tape"):
-                tapes[key] = b._tape
-                private = GradientTape()
-                if b._tape._recording:
-                    private.start_recording()
-                b._tape = private
         steps_before = [o.steps for o in binding.optimizers]
         try:
-            binding.install(arrays, grads)
-            out = fn(*args, **kwargs)
-            new = (binding.arrays(), binding.grads())
+            with ExitStack() as stack:
+                for b in found.values():       # each trace records on tapes of its own
+                    if hasattr(b, "using_tape"):
+                        private = GradientTape()
+                        if b.tape().is_recording():
+                            private.start_recording()
+                        stack.enter_context(b.using_tape(private))
+                binding.install(arrays, grads)
+                out = fn(*args, **kwargs)
+                new = (binding.arrays(), binding.grads())
         finally:
             binding.install(*saved)
-            for key, tape in tapes.items():
-                found[key]._tape = tape
             step_counts["delta"] = [o.steps - s for o, s in zip(binding.optimizers, steps_before)]
             for o, s in zip(binding.optimizers, steps_before):
                 o.steps = s

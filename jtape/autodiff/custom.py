@@ -52,6 +52,7 @@ from ..ops.base import Operation
 from ..tensor.errors import BackendError
 from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
+from .backend import plain
 
 
 def custom_op(op_class: Callable[..., Operation]) -> Callable[[Callable[..., RawTensor]], Callable[..., Any]]:
@@ -68,19 +69,17 @@ def custom_op(op_class: Callable[..., Operation]) -> Callable[[Callable[..., Raw
                                 f"expected the backend (call it as {forward.__name__}(backend, x, ...))")
             raw_args = [_raw(a, backend, forward.__name__) for a in args]
             raw_kwargs = {k: _raw(v, backend, forward.__name__) for k, v in kwargs.items()}
-            inner = backend.inner() if hasattr(backend, "inner") else backend
-            out = forward(inner, *raw_args, **raw_kwargs)
+            out = forward(plain(backend), *raw_args, **raw_kwargs)
             if not isinstance(out, RawTensor):
                 raise TypeError(f"{forward.__name__}: the forward returned {type(out).__name__}; expected one "
                                 f"RawTensor (a custom op has one output)")
             tape = backend.tape() if hasattr(backend, "tape") else None
-            if tape is not None and out.dtype.is_float and tape.is_recording():
-                if _wants_grad(raw_args, raw_kwargs):
+            if tape is not None and out.dtype.is_float:
+                if tape.is_recording() and _wants_grad(raw_args, raw_kwargs):
                     tape.record(op_class(out, *raw_args, **raw_kwargs))
                 else:
                     out.requires_grad = False
-            wrap = any(isinstance(a, Tensor) for a in list(args) + list(kwargs.values()))
-            return Tensor(out, backend) if wrap else out
+            return Tensor(out, backend) if _has_tensor([*args, *kwargs.values()]) else out
         op.op_class = op_class  # type: ignore[attr-defined]
         op.forward = forward  # type: ignore[attr-defined]
         return op
@@ -96,6 +95,11 @@ def _raw(a: Any, backend: Any, name: str) -> Any:
     if isinstance(a, (list, tuple)):
         return type(a)(_raw(x, backend, name) for x in a)
     return a
+
+
+def _has_tensor(values: list) -> bool:
+    """Were Tensors passed (anywhere, lists included)? Then the result is a Tensor too."""
+    return any(isinstance(v, Tensor) or (isinstance(v, (list, tuple)) and _has_tensor(list(v))) for v in values)
 
 
 def _wants_grad(args: list, kwargs: dict) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
+
 class _State(threading.local):
     depth = 0  # a class default: reading it in a new thread costs no exception
 
@@ -42,3 +43,16 @@ class no_grad:
 
     def __exit__(self, *exc: Any) -> None:
         _state.depth -= 1
+
+
+class enable_grad:
+    """Turn recording back on in this thread inside a ``no_grad`` block: ``with enable_grad(): ...``
+    (as PyTorch's). The ``no_grad`` depth is restored on exit. ``create_graph`` uses it: a
+    requested second-order walk records even when called from inside ``no_grad``."""
+
+    def __enter__(self) -> "enable_grad":
+        self._depth, _state.depth = _state.depth, 0
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _state.depth = self._depth

@@ -27,6 +27,7 @@ import numpy as np
 from ..tensor.errors import DTypeError, ShapeError, TapeError
 from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
+from .backend import plain
 
 
 def jacobian(tape: Any, target: Any, source: Any, unconnected_gradients: str = "none", *,
@@ -37,7 +38,7 @@ def jacobian(tape: Any, target: Any, source: Any, unconnected_gradients: str = "
     n = raw_target.shape.size
     rows = _rows(tape, backend, raw_target, sources, n,
                  lambda k: np.eye(1, n, k, dtype=raw_target.dtype.numpy).reshape(tuple(raw_target.shape)))
-    rules = _rules(backend)
+    rules = plain(backend)
 
     def assemble(src: RawTensor, got: list) -> RawTensor | None:
         shape = tuple(raw_target.shape) + tuple(src.shape)
@@ -72,7 +73,7 @@ def batch_jacobian(tape: Any, target: Any, source: Any, unconnected_gradients: s
         return one_hot.reshape(t_shape)
 
     got = _rows(tape, backend, raw_target, [raw_source], per_row if batch else 0, seed)[raw_source]
-    rules = _rules(backend)
+    rules = plain(backend)
     shape = t_shape + s_shape[1:]
     if not any(r is not None for r in got):
         result = (None if batch and per_row and unconnected_gradients == "none"
@@ -112,14 +113,10 @@ def _rows(tape: Any, backend: Any, target: RawTensor, sources: list[RawTensor], 
     """One walk per k < n, seeded with ``seed(k)``: each source's gradient (or None) per walk."""
     rows: dict[RawTensor, list] = {s: [] for s in sources}
     for k in range(n):
-        grads = tape.walk({target: backend.from_numpy(seed(k))}, backend)
+        grads = tape.walk({target: backend.from_numpy(seed(k))}, backend, sources=sources)
         for s in sources:
             rows[s].append(grads.get(s))
     return rows
-
-
-def _rules(backend: Any) -> Any:
-    return getattr(backend, "inner", lambda: backend)()
 
 
 def _or_zeros(g: RawTensor | None, like: RawTensor, rules: Any) -> RawTensor:

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import gc
-import threading
-from contextlib import contextmanager
-from typing import Any, Iterable, Iterator
-
-import numpy as np
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
 
 from ..ops.base import Operation
-from ..tensor.errors import BackendError, DTypeError, ShapeError, TapeError
-from ..tensor.raw import RawTensor
+from ..tensor.errors import TapeError
+from ..tensor.raw import RawTensor, check_gradient
+from . import views
 from .anomaly import SWITCHES, on_record
-from .grad_mode import is_grad_enabled
-from .views import TapeViews
-from .watch import tracing, watch_walk
+from .fusion import apply_rule
+from .grad_mode import enable_grad, is_grad_enabled
+from .observers import observe
 
 
-class GradientTape(TapeViews):  # TapeViews: print(tape), summary(), to_dot(), render()
+class GradientTape:
     """Records operations during the forward pass; ``backward`` walks them in reverse.
 
     The tape is a plain list in recording order. An op can only read tensors that already exist,
@@ -29,7 +28,6 @@ class GradientTape(TapeViews):  # TapeViews: print(tape), summary(), to_dot(), r
     def __init__(self) -> None:
         self._ops: list[Operation] = []
         self._recording = False
-        self._lock = threading.Lock()
 
     # -- recording ---------------------------------------------------------------------------
     def start_recording(self) -> None:
@@ -42,20 +40,36 @@ class GradientTape(TapeViews):  # TapeViews: print(tape), summary(), to_dot(), r
         """True when recording is on and the current thread is not inside ``no_grad``."""
         return self._recording and is_grad_enabled()
 
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        """Record for the duration, even if the tape was stopped or this thread is inside
+        ``no_grad`` (a backward pass with ``create_graph=True`` is recorded so)."""
+        was = self._recording
+        self._recording = True
+        try:
+            with enable_grad():
+                yield
+        finally:
+            self._recording = was
+
     def record(self, op: Operation) -> None:
         """Append ``op`` if the tape is recording (and the thread is not in ``no_grad``)."""
         if self._recording and is_grad_enabled():
             if SWITCHES.on:  # capture_source / detect_anomaly (off: this check is all it costs)
                 on_record(op)
-            with self._lock:
-                self._ops.append(op)
+            self._ops.append(op)  # one atomic list append: threads may record on one tape
 
     def clear(self) -> list[Operation]:
         """Drop every recorded op (and with them the tensors they saved). Recording state stays.
-        Returns the dropped ops (``Tensor.backward`` marks their outputs as released)."""
-        with self._lock:
-            dropped, self._ops = self._ops, []
+        Returns the dropped ops."""
+        dropped, self._ops = self._ops, []
         return dropped
+
+    def release(self) -> None:
+        """``clear()``, marking every output of the dropped ops as released: its history is gone,
+        and a later walk that reaches it raises instead of silently stopping there."""
+        for op in self.clear():
+            op.output().released = True
 
     def num_ops(self) -> int:
         return len(self._ops)
@@ -72,37 +86,68 @@ class GradientTape(TapeViews):  # TapeViews: print(tape), summary(), to_dot(), r
         return f"GradientTape({len(self._ops)} ops, {state})"
 
     # -- the reverse walk ----------------------------------------------------------------------
+    def walk(self, seeds: dict[RawTensor, RawTensor], backend: Any, *, keep: Iterable[RawTensor] | None = None,
+             sources: Iterable[RawTensor] | None = None, create_graph: bool = False, trace: Any = None
+             ) -> dict[RawTensor, RawTensor]:
+        """The reverse walk from seeded outputs (``{output: ∂ℒ/∂output}``): for each op, newest
+        first, if a gradient reached its output, apply its rule and add the results into its
+        inputs' gradients (a tensor used k times receives k contributions, summed here — the
+        multivariate chain rule). Returns the map tensor -> gradient.
+
+        The rules run on ``backend``'s inner backend, or — ``create_graph`` — on the recording
+        AutodiffBackend itself, so the backward pass is recorded too. With ``keep``, gradients
+        of other tensors are dropped once consumed. ``sources`` are the tensors whose gradients
+        are wanted (None: all). ``trace``, hooks and anomaly mode are observers (``observers.py``).
+        """
+        rules = backend if create_graph else getattr(backend, "inner", lambda: backend)()
+        ops = list(self._ops)
+        _check_seeds(ops, seeds)
+        watch = observe(ops, seeds, rules, trace)
+        grads = dict(seeds)
+        with _walking(backend if create_graph else None):
+            for op in reversed(ops):
+                out = op.output()
+                g = grads.get(out) if keep is None or out in keep else grads.pop(out, None)
+                if g is None:
+                    continue
+                if watch:
+                    g = watch.arrive(op, g, grads)
+                inputs = op.inputs()
+                wanted = tuple(x.requires_grad for x in inputs)
+                in_grads = apply_rule(op, g, rules, wanted, create_graph)
+                if len(in_grads) != len(inputs):
+                    raise TapeError(f"{type(op).__name__}.backward returned {len(in_grads)} gradients for "
+                                    f"{len(inputs)} inputs; expected one (or None) per input")
+                if watch:
+                    watch.sent(op, in_grads, wanted, grads)
+                for i, (x, gx) in enumerate(zip(inputs, in_grads)):
+                    if gx is not None and wanted[i]:
+                        check_gradient(f"{type(op).__name__} input {i}", gx, x)
+                        prev = grads.get(x)
+                        grads[x] = gx if prev is None else rules.add(prev, gx)
+            if watch:
+                watch.finish(grads)
+        _check_released(grads, sources)
+        return grads
+
     def backward(self, output_grad: RawTensor, backend: Any, output: RawTensor | None = None, *,
                  create_graph: bool = False, trace: Any = None) -> dict[RawTensor, RawTensor]:
-        """Gradients of every tensor on the tape, given ``output_grad = ∂ℒ/∂output``.
+        """Gradients of every tensor on the tape, given ``output_grad = ∂ℒ/∂output`` (Born's API).
 
         ``output`` is the tensor being differentiated; without it, the output of the last
-        recorded op (as Born does). Returns a map RawTensor -> ∂ℒ/∂tensor for every tensor the
-        gradient reached, the output included. The rules run on ``backend`` (its inner backend
-        if it is an AutodiffBackend, so the backward pass is not itself recorded) — unless
-        ``create_graph``, which records it so the gradients can be differentiated again.
-        ``trace`` (e.g. ``print``) is called with each step of the walk (see ``jtape.autodiff.watch``).
-        """
-        ops = self._ops
-        if not ops:
+        recorded op (as Born does). See ``walk``."""
+        if not self._ops:
             raise TapeError("backward: the tape is empty — nothing was recorded (was recording on, "
                             "and the ops run on the AutodiffBackend outside no_grad?)")
         if output is None:
-            output = ops[-1].output()
+            output = self._ops[-1].output()
         return self.walk({output: output_grad}, backend, create_graph=create_graph, trace=trace)
 
     def gradient(self, target: Any, sources: Any, output_gradients: Any = None,
                  unconnected_gradients: str = "none", *, backend: Any = None, create_graph: bool = False) -> Any:
-        """TF-style gradients of ``target`` for ``sources``, in the structure of ``sources``.
-
-        ``backend`` defaults to the target's (for Tensor targets). See ``jtape.autodiff.engine.gradient``.
-        """
+        """TF-style gradients of ``target`` for ``sources``, in the structure of ``sources``
+        (``backend`` defaults to the target's). See ``jtape.autodiff.engine.gradient``."""
         from .engine import gradient
-        if backend is None:
-            first = target[0] if isinstance(target, (list, tuple)) else target
-            backend = getattr(first, "backend", None)
-            if backend is None:
-                raise TapeError("gradient: targets are RawTensors; pass backend= to run the rules on")
         return gradient(self, backend, target, sources, output_gradients, unconnected_gradients,
                         create_graph=create_graph)
 
@@ -115,90 +160,73 @@ class GradientTape(TapeViews):  # TapeViews: print(tape), summary(), to_dot(), r
     def batch_jacobian(self, target: Any, source: Any, unconnected_gradients: str = "none", *,
                        backend: Any = None) -> Any:
         """Per-row Jacobians of ``target [B, ...]`` for ``source [B, ...]``, shape
-        ``[B, *target.shape[1:], *source.shape[1:]]`` (TF's ``batch_jacobian``). See ``jtape.autodiff.jacobian``."""
+        ``[B, *target.shape[1:], *source.shape[1:]]`` (TF's). See ``jtape.autodiff.jacobian``."""
         from .jacobian import batch_jacobian
         return batch_jacobian(self, target, source, unconnected_gradients, backend=backend)
 
-    def walk(self, seeds: dict[RawTensor, RawTensor], backend: Any, *, keep: Iterable[RawTensor] | None = None,
-             create_graph: bool = False, trace: Any = None) -> dict[RawTensor, RawTensor]:
-        """The reverse walk from several seeded outputs (``{output: ∂ℒ/∂output}``).
+    # -- views (jtape.autodiff.views) -----------------------------------------------------------
+    def summary(self, max_rows: int | None = 40) -> str:
+        """The tape as a table (see ``views.summary``)."""
+        return views.summary(self, max_rows)
 
-        For each op, newest first: if a gradient reached its output, apply its rule and add the
-        results into its inputs' gradients (a tensor used k times receives k contributions, summed
-        here — the multivariate chain rule). With ``keep``, gradients of other tensors are dropped
-        once their op has consumed them, so intermediate gradients do not pile up in memory.
-        With ``create_graph``, the rules run on ``backend`` itself (an AutodiffBackend, recording),
-        so the backward pass is recorded too (see ``jtape.autodiff.higher``). ``trace``, tensor
-        hooks and anomaly mode are served by a watcher (``jtape.autodiff.watch``), None when all are off.
-        """
-        if create_graph:
-            from .higher import recorded_walk
-            with tracing(trace):  # recorded_walk walks again (below); the trace goes with it
-                return recorded_walk(self, seeds, backend, keep)
-        rules = getattr(backend, "inner", lambda: backend)()
-        ops = list(self._ops)
-        produced = {op.output() for op in ops}
-        for out, g in seeds.items():
-            if out not in produced:
-                raise TapeError(f"backward: the tensor {out!r} was not produced by an op on this tape; "
-                                f"expected a result of recorded ops (was it computed under no_grad, on "
-                                f"another backend, or was the tape cleared by an earlier backward?)")
-            _check_grad("backward (output_grad)", None, g, out)
-        # Python's cyclic GC would rescan every live object (a long tape holds many) each time
-        # it triggers: paused here, the walk stays linear in tape length; it creates no cycles.
-        with _gc_paused():
-            grads = dict(seeds)
-            keep_set = None if keep is None else set(keep)
-            watch = watch_walk(ops, seeds, rules, trace)
-            for op in reversed(ops):
-                out = op.output()
-                g = grads.get(out) if keep_set is None or out in keep_set else grads.pop(out, None)
-                if g is None:
-                    continue
-                if watch:
-                    g = watch.arrive(op, g, grads)
-                inputs = op.inputs()
-                wanted = tuple(x.requires_grad for x in inputs)
-                in_grads = rules.run_rule(op, g, wanted) if hasattr(rules, "run_rule") else op.backward(g, rules)
-                if len(in_grads) != len(inputs):
-                    raise TapeError(f"{type(op).__name__}.backward returned {len(in_grads)} gradients for "
-                                    f"{len(inputs)} inputs; expected one (or None) per input")
-                if watch:
-                    watch.sent(op, in_grads, wanted, grads)
-                for i, (x, gx) in enumerate(zip(inputs, in_grads)):
-                    if gx is None or not wanted[i]:
-                        continue
-                    _check_grad(type(op).__name__, i, gx, x)
-                    prev = grads.get(x)
-                    grads[x] = gx if prev is None else rules.add(prev, gx)
-            if watch:
-                watch.finish(grads)
-            return grads
+    def __str__(self) -> str:
+        return views.summary(self)
+
+    def _repr_html_(self, max_rows: int | None = 40) -> str:
+        return views.html_table(self, max_rows)
+
+    def to_dot(self, grads: Mapping[Any, Any] | None = None, *, name: str = "tape") -> str:
+        """The recorded graph as Graphviz DOT text (see ``views.to_dot``)."""
+        return views.to_dot(self, grads, name=name)
+
+    def render(self, path: str | Path, grads: Mapping[Any, Any] | None = None, *, format: str | None = None) -> Path:
+        """Draw the graph into ``path`` (SVG, PNG or PDF) with Graphviz's ``dot``."""
+        return views.render_dot(views.to_dot(self, grads), path, format=format)
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def _walking(recording_backend: Any) -> Iterator[None]:
+    """Python's cyclic GC would rescan every live object (a long tape holds many) each time it
+    triggers: paused here, the walk stays linear in tape length (it creates no cycles). With
+    ``create_graph`` the backend's tape records the rules' ops, even in no_grad."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        yield
+        with ExitStack() as stack:
+            if recording_backend is not None:
+                if not hasattr(recording_backend, "tape"):
+                    raise TapeError(f"backward(create_graph=True): got backend {recording_backend!r}, which records "
+                                    f"no tape; expected the AutodiffBackend the forward pass ran on")
+                stack.enter_context(recording_backend.tape().recording())
+            yield
     finally:
         if enabled:
             gc.enable()
 
 
-def _check_grad(op: str, index: int | None, g: Any, x: RawTensor) -> None:
-    """Every gradient must have exactly its tensor's shape and dtype."""
-    where = f"{op} input {index}" if index is not None else op
-    if not isinstance(g, RawTensor):
-        raise TapeError(f"{where}: got a gradient of type {type(g).__name__}; expected a RawTensor or None")
-    if tuple(g.shape) != tuple(x.shape):
-        raise ShapeError(f"{where}: got a gradient of shape {tuple(g.shape)}; expected the input's shape {tuple(x.shape)}")
-    if g.dtype is not x.dtype:
-        raise DTypeError(f"{where}: got a gradient of dtype {g.dtype.value}; expected the input's dtype {x.dtype.value}")
-    if g.device is not x.device or (type(g.data) is np.ndarray) is not (type(x.data) is np.ndarray):
-        raise BackendError(f"{where}: got a gradient holding {type(g.data).__name__} on {g.device.value}; expected one "
-                           f"from the input's backend ({type(x.data).__name__} on {x.device.value})")
+_RELEASED = ("an earlier backward released its graph (cleared the tape), so its history is gone; expected "
+             "retain_graph=True on that earlier backward, or .detach() to make it a new leaf on purpose")
+
+
+def _check_seeds(ops: list, seeds: dict) -> None:
+    for out in seeds:
+        if not any(op.output() is out for op in reversed(ops)):
+            if out.released:
+                raise TapeError(f"backward: the tensor {out!r} was not produced by an op on this tape any more — "
+                                f"{_RELEASED}")
+            raise TapeError(f"backward: the tensor {out!r} was not produced by an op on this tape; "
+                            f"expected a result of recorded ops (was it computed under no_grad, on "
+                            f"another backend, or before the tape was cleared?)")
+        check_gradient("backward (output_grad)", seeds[out], out)
+
+
+def _check_released(grads: dict, sources: Iterable[RawTensor] | None) -> None:
+    """A gradient that reached a released tensor would stop there: the result would be partial."""
+    wanted = None if sources is None else set(sources)
+    for x in grads:
+        if x.released and (wanted is None or x not in wanted):
+            raise TapeError(f"backward: the gradient reached {x!r}, whose history is gone — {_RELEASED}. Stopping "
+                            f"there would return a partial gradient")
 
 
 def new_gradient_tape() -> GradientTape:

@@ -1,9 +1,9 @@
 """Teaching views of a tape: the table (``print(tape)``, ``summary``, ``_repr_html_``) and the
-drawing (``to_dot``, ``render``).
+drawing (``to_dot``, ``render``). ``GradientTape``'s methods of those names call these functions.
 
-``GradientTape`` inherits these from ``TapeViews``. Tensors are named the same way in every
-view and in the backward trace: a name given with ``label(t, "x")``, else ``t{i}`` for the
-output of op ``i`` and ``leaf{k}`` for the k-th unlabelled tensor that no recorded op produced.
+Tensors are named the same way in every view and in the backward trace: a name given with
+``label(t, "x")`` (kept on the tensor: ``RawTensor.name``), else ``t{i}`` for the output of op
+``i`` and ``leaf{k}`` for the k-th unnamed tensor that no recorded op produced.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import shutil
 import subprocess
-import weakref
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -21,8 +20,6 @@ import numpy as np
 from ..tensor.errors import JtapeError
 from ..tensor.raw import RawTensor
 
-_LABELS: "weakref.WeakKeyDictionary[RawTensor, str]" = weakref.WeakKeyDictionary()
-
 
 class GraphvizError(JtapeError, RuntimeError):
     """``render`` could not run Graphviz's ``dot`` (not installed, or it failed)."""
@@ -30,7 +27,7 @@ class GraphvizError(JtapeError, RuntimeError):
 
 def label(t: Any, name: str) -> Any:
     """Name tensor ``t`` (a Tensor or RawTensor) in tape tables, drawings and traces; returns ``t``."""
-    _LABELS[_raw(t)] = str(name)
+    _raw(t).name = str(name)
     return t
 
 
@@ -45,10 +42,10 @@ def tensor_names(ops: Sequence[Any]) -> dict[RawTensor, str]:
     for i, op in enumerate(ops):
         for x in op.inputs():
             if x not in names:
-                names[x] = _LABELS.get(x) or f"leaf{leaves}"
-                leaves += x not in _LABELS
+                names[x] = x.name or f"leaf{leaves}"
+                leaves += x.name is None
         out = op.output()
-        names[out] = _LABELS.get(out) or f"t{i}"
+        names[out] = out.name or f"t{i}"
     return names
 
 
@@ -65,10 +62,14 @@ def format_values(x: RawTensor, threshold: int = 6) -> str:
 
 def op_title(op: Any) -> str:
     """``Mul`` or ``SumDim(dim=0, keep_dim=False)``: the op's name and what it saved besides tensors."""
-    statics = [(n, getattr(op, n, None)) for n in type(op).static_slots()] if hasattr(type(op), "static_slots") else []
-    inner = ", ".join(f"{n}={v!r}" for n, v in statics)
+    statics = op.statics() if hasattr(op, "statics") else {}
+    inner = ", ".join(f"{n}={_short(v)}" for n, v in statics.items())
     name = getattr(op, "name", type(op).__name__)
     return f"{name}({inner})" if inner else name
+
+
+def _short(v: Any) -> str:
+    return v.value if hasattr(v, "value") and hasattr(v, "numpy") else repr(v)  # a DataType prints as its name
 
 
 def nbytes(x: RawTensor) -> int:
@@ -101,113 +102,105 @@ def _shown(n: int, max_rows: int | None) -> tuple[list[int], int]:
     return list(range(head)) + list(range(n - max_rows // 2, n)), n - max_rows
 
 
-class TapeViews:
-    """The views ``GradientTape`` inherits: ``summary``, ``__str__``, ``_repr_html_``, ``to_dot``, ``render``."""
+def _rows(tape: Any, max_rows: int | None) -> tuple[list[list[str]], int, list[str]]:
+    ops = tape.operations()
+    names = tensor_names(ops)
+    shown, elided = _shown(len(ops), max_rows)
+    with_source = any(getattr(ops[i], "source", None) is not None for i in shown)
+    header = ["#", "op", "inputs", "output", "holds"] + (["source"] if with_source else [])
+    rows = []
+    for i in shown:
+        op = ops[i]
+        out = op.output()
+        row = [str(i), op_title(op),
+               ", ".join(f"{names[x]} {tuple(x.shape)} {x.dtype.value}" for x in op.inputs()),
+               f"{names[out]} {tuple(out.shape)} {out.dtype.value}",
+               format_bytes(sum(nbytes(x) for x in held_tensors(op)))]
+        if with_source:
+            row.append(op.source.short() if op.source is not None else "")
+        rows.append(row)
+    return rows, elided, header
 
-    def _rows(self, max_rows: int | None) -> tuple[list[list[str]], int, list[str]]:
-        ops = self.operations()  # type: ignore[attr-defined]
-        names = tensor_names(ops)
-        shown, elided = _shown(len(ops), max_rows)
-        with_source = any(getattr(ops[i], "source", None) is not None for i in shown)
-        header = ["#", "op", "inputs", "output", "saved"] + (["source"] if with_source else [])
-        rows = []
-        for i in shown:
-            op = ops[i]
-            out = op.output()
-            row = [str(i), op_title(op),
-                   ", ".join(f"{names[x]} {tuple(x.shape)} {x.dtype.value}" for x in op.inputs()),
-                   f"{names[out]} {tuple(out.shape)} {out.dtype.value}",
-                   format_bytes(sum(nbytes(x) for x in held_tensors(op)))]
-            if with_source:
-                row.append(op.source.short() if op.source is not None else "")
-            rows.append(row)
-        return rows, elided, header
 
-    def _totals(self) -> str:
-        ops = self.operations()  # type: ignore[attr-defined]
-        distinct = {id(x): x for op in ops for x in held_tensors(op)}
-        state = "recording" if getattr(self, "_recording", False) else "stopped"
-        held = format_bytes(sum(map(nbytes, distinct.values())))
-        plural = "" if len(ops) == 1 else "s"
-        return f"GradientTape: {len(ops)} op{plural}, {state}; holds {held} in {len(distinct)} tensors"
+def _totals(tape: Any) -> str:
+    ops = tape.operations()
+    distinct = {id(x): x for op in ops for x in held_tensors(op)}
+    state = "recording" if tape.is_recording() else "stopped"
+    held = format_bytes(sum(map(nbytes, distinct.values())))
+    plural = "" if len(ops) == 1 else "s"
+    return f"GradientTape: {len(ops)} op{plural}, {state}; holds {held} in {len(distinct)} tensors"
 
-    def summary(self, max_rows: int | None = 40) -> str:
-        """The tape as a table: index, op, inputs and output (name, shape, dtype), the bytes each op
-        keeps alive for its rule (its inputs and output), and — when ``capture_source`` was on —
-        the user-code line that recorded it. Past ``max_rows`` rows only the first and last
-        ones are shown (``max_rows=None``: every row)."""
-        rows, elided, header = self._rows(max_rows)
-        widths = [max(len(r[c]) for r in [header] + rows) for c in range(len(header))]
-        right = {0, 4}
 
-        def line(cells: list[str]) -> str:
-            padded = (c.rjust(w) if k in right else c.ljust(w) for k, (c, w) in enumerate(zip(cells, widths)))
-            return "  ".join(padded).rstrip()
+def summary(tape: Any, max_rows: int | None = 40) -> str:
+    """The tape as a table: index, op, inputs and output (name, shape, dtype), the bytes each op
+    holds until the tape is cleared (its inputs and output: every Operation keeps both alive,
+    whatever its rule reads — the "Saves:" line of a rule's docstring says which of them the rule
+    uses), and — when ``capture_source`` was on — the user-code line that recorded it. Past
+    ``max_rows`` rows only the first and last ones are shown (``max_rows=None``: every row)."""
+    rows, elided, header = _rows(tape, max_rows)
+    widths = [max(len(r[c]) for r in [header] + rows) for c in range(len(header))]
+    right = {0, 4}
 
-        if not rows:
-            return self._totals()
-        lines = [self._totals(), line(header)]
-        head = len(rows) - (max_rows // 2 if elided else 0)
-        for k, row in enumerate(rows):
-            if elided and k == head:
-                lines.append(f"  ... {elided} ops not shown (summary(max_rows=None) shows all) ...")
-            lines.append(line(row))
-        return "\n".join(lines)
+    def line(cells: list[str]) -> str:
+        padded = (c.rjust(w) if k in right else c.ljust(w) for k, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(padded).rstrip()
 
-    def __str__(self) -> str:
-        return self.summary()
+    if not rows:
+        return _totals(tape)
+    lines = [_totals(tape), line(header)]
+    head = len(rows) - (max_rows // 2 if elided else 0)
+    for k, row in enumerate(rows):
+        if elided and k == head:
+            lines.append(f"  ... {elided} ops not shown (summary(max_rows=None) shows all) ...")
+        lines.append(line(row))
+    return "\n".join(lines)
 
-    def _repr_html_(self, max_rows: int | None = 40) -> str:
-        """The summary table as HTML, for notebooks."""
-        rows, elided, header = self._rows(max_rows)
-        esc = html.escape
-        parts = [f"<p><b>{esc(self._totals())}</b></p>", "<table>",
-                 "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"]
-        head = len(rows) - (max_rows // 2 if elided else 0)
-        for k, row in enumerate(rows):
-            if elided and k == head:
-                parts.append(f'<tr><td colspan="{len(header)}">… {elided} ops not shown …</td></tr>')
-            parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
-        return "\n".join(parts + ["</table>"])
 
-    def to_dot(self, grads: Mapping[Any, Any] | None = None, *, name: str = "tape") -> str:
-        """The recorded graph as Graphviz DOT text: tensors (ellipses: name, shape, dtype; leaves
-        blue, results green) and ops (boxes: ``[index] op``), edges in the direction data flows.
-        ``grads`` (a map tensor -> gradient, as ``autodiff.backward`` returns) adds each tensor's
-        gradient values to its node."""
-        ops = self.operations()  # type: ignore[attr-defined]
-        names = tensor_names(ops)
-        g = {} if grads is None else {_raw(k): _raw(v) for k, v in grads.items() if v is not None}
-        produced = {op.output() for op in ops}
-        consumed = {x for op in ops for x in op.inputs()}
-        node = {x: f"T{k}" for k, x in enumerate(names)}
-        lines = [f"digraph {_quote(name)} {{", '  node [fontname="Helvetica", fontsize=11];',
-                 '  edge [fontname="Helvetica", fontsize=9];']
-        for x, n in names.items():
-            text = f"{n}\\n{tuple(x.shape)} {x.dtype.value}"
-            if x in g:
-                text += f"\\ngrad {format_values(g[x])}"
-            color = "#cfe2ff" if x not in produced else "#d1e7dd" if x not in consumed else "white"
-            lines.append(f'  {node[x]} [label="{_escape(text)}", shape=ellipse, style=filled, fillcolor="{color}"];')
-        for i, op in enumerate(ops):
-            text = f"[{i}] {op_title(op)}"
-            if getattr(op, "source", None) is not None:
-                text += f"\\n{op.source.short()}"
-            lines.append(f'  O{i} [label="{_escape(text)}", shape=box, style="rounded,filled", fillcolor="#fff3cd"];')
-            inputs = op.inputs()
-            for k, x in enumerate(inputs):
-                edge_label = f' [label="{k}"]' if len(inputs) > 1 else ""
-                lines.append(f"  {node[x]} -> O{i}{edge_label};")
-            lines.append(f"  O{i} -> {node[op.output()]};")
-        lines.append("}")
-        return "\n".join(lines) + "\n"
+def html_table(tape: Any, max_rows: int | None = 40) -> str:
+    """The summary table as HTML, for notebooks."""
+    rows, elided, header = _rows(tape, max_rows)
+    esc = html.escape
+    parts = [f"<p><b>{esc(_totals(tape))}</b></p>", "<table>",
+             "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"]
+    head = len(rows) - (max_rows // 2 if elided else 0)
+    for k, row in enumerate(rows):
+        if elided and k == head:
+            parts.append(f'<tr><td colspan="{len(header)}">… {elided} ops not shown …</td></tr>')
+        parts.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
+    return "\n".join(parts + ["</table>"])
 
-    def render(self, path: str | Path, grads: Mapping[Any, Any] | None = None, *, format: str | None = None) -> Path:
-        """Draw the graph (``to_dot``) into ``path`` — SVG, PNG or PDF, from the suffix or ``format``.
 
-        Needs the Graphviz program ``dot`` (``apt-get install graphviz``, ``brew install
-        graphviz``, ``conda install graphviz``); without it raises ``GraphvizError``."""
-        return render_dot(self.to_dot(grads), path, format=format)
+def to_dot(tape: Any, grads: Mapping[Any, Any] | None = None, *, name: str = "tape") -> str:
+    """The recorded graph as Graphviz DOT text: tensors (ellipses: name, shape, dtype; leaves
+    blue, results green) and ops (boxes: ``[index] op``), edges in the direction data flows.
+    ``grads`` (a map tensor -> gradient, as ``autodiff.backward`` returns) adds each tensor's
+    gradient values to its node."""
+    ops = tape.operations()
+    names = tensor_names(ops)
+    g = {} if grads is None else {_raw(k): _raw(v) for k, v in grads.items() if v is not None}
+    produced = {op.output() for op in ops}
+    consumed = {x for op in ops for x in op.inputs()}
+    node = {x: f"T{k}" for k, x in enumerate(names)}
+    lines = [f"digraph {_quote(name)} {{", '  node [fontname="Helvetica", fontsize=11];',
+             '  edge [fontname="Helvetica", fontsize=9];']
+    for x, n in names.items():
+        text = f"{n}\\n{tuple(x.shape)} {x.dtype.value}"
+        if x in g:
+            text += f"\\ngrad {format_values(g[x])}"
+        color = "#cfe2ff" if x not in produced else "#d1e7dd" if x not in consumed else "white"
+        lines.append(f'  {node[x]} [label="{_escape(text)}", shape=ellipse, style=filled, fillcolor="{color}"];')
+    for i, op in enumerate(ops):
+        text = f"[{i}] {op_title(op)}"
+        if getattr(op, "source", None) is not None:
+            text += f"\\n{op.source.short()}"
+        lines.append(f'  O{i} [label="{_escape(text)}", shape=box, style="rounded,filled", fillcolor="#fff3cd"];')
+        inputs = op.inputs()
+        for k, x in enumerate(inputs):
+            edge_label = f' [label="{k}"]' if len(inputs) > 1 else ""
+            lines.append(f"  {node[x]} -> O{i}{edge_label};")
+        lines.append(f"  O{i} -> {node[op.output()]};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 _FORMATS = ("svg", "png", "pdf")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tensor import checks
+from ..tensor.args import Pair
 from ..tensor.dtype import DataType
 from ..tensor.tensor import Tensor
 from . import init
@@ -55,9 +55,9 @@ class Conv2D(Module):
                  stride: int | tuple = 1, padding: int | tuple = 0, bias: bool = True, seed: int | None = None,
                  dtype: DataType | str = "float32", weight_init: Initializer = init.xavier_uniform):
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = checks.pair("Conv2D", "kernel_size", kernel_size, minimum=1)
-        self.stride = checks.pair("Conv2D", "stride", stride, minimum=1)
-        self.padding = checks.pair("Conv2D", "padding", padding, minimum=0)
+        self.kernel_size = Pair(min=1).normalize("Conv2D", "kernel_size", kernel_size)
+        self.stride = Pair(min=1).normalize("Conv2D", "stride", stride)
+        self.padding = Pair(min=0).normalize("Conv2D", "padding", padding)
         shape = (out_channels, in_channels) + self.kernel_size
         self.weight = Parameter(weight_init(shape, backend, seed=seed, dtype=dtype))
         self.bias = Parameter(init.zeros((out_channels,), backend, dtype=dtype)) if bias else None
@@ -75,8 +75,8 @@ class MaxPool2D(Module):
     """Max pooling over ``kernel_size`` windows (NCHW, no padding); ``stride`` defaults to the kernel size."""
 
     def __init__(self, kernel_size: int | tuple, stride: int | tuple | None = None):
-        self.kernel_size = checks.pair("MaxPool2D", "kernel_size", kernel_size, minimum=1)
-        self.stride = self.kernel_size if stride is None else checks.pair("MaxPool2D", "stride", stride, minimum=1)
+        self.kernel_size = Pair(min=1).normalize("MaxPool2D", "kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else Pair(min=1).normalize("MaxPool2D", "stride", stride)
 
     def forward(self, x: Tensor) -> Tensor:
         return x.max_pool2d(self.kernel_size, self.stride)

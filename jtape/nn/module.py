@@ -19,8 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from ..autodiff.compiled import register_tensor_pytree
-from ..autodiff.watch import move_hooks
 from ..tensor.errors import DTypeError, ShapeError
 from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
@@ -46,22 +44,8 @@ class Parameter(Tensor):
             raise DTypeError(f"Parameter: got dtype {raw.dtype.value}; expected a float dtype")
         super().__init__(raw, backend)
 
-    def assign(self, raw: RawTensor) -> None:
-        """Make ``raw`` this parameter's RawTensor (same shape and dtype); ``.grad`` moves with it."""
-        if tuple(raw.shape) != tuple(self.shape):
-            raise ShapeError(f"Parameter.assign: got shape {tuple(raw.shape)}; expected {tuple(self.shape)}")
-        if raw.dtype is not self.dtype:
-            raise DTypeError(f"Parameter.assign: got dtype {raw.dtype.value}; expected {self.dtype.value}")
-        if raw is not self._raw:
-            raw.grad = self._raw.grad
-            move_hooks(self._raw, raw)  # hooks and labels follow the parameter, not the old array
-            self._raw = raw
-
     def __repr__(self) -> str:
         return "Parameter" + super().__repr__()[len("Tensor"):]
-
-
-register_tensor_pytree(Parameter)
 
 
 class Module:

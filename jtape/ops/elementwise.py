@@ -1,10 +1,42 @@
-"""Elementwise arithmetic with NumPy broadcasting, and the scalar ops."""
+"""Elementwise arithmetic with NumPy broadcasting, and the scalar ops.
+
+Every op here: its check (shapes and dtypes in, the result's shape and dtype out), its two
+kernels, and its rule with the derivation.
+"""
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+import numpy as np
+
+from ..tensor.args import Scalar, Tensor
+from ..tensor.checks import broadcast_shapes, need_float, need_numeric, same_dtype
+from ..tensor.registry import op
 from .base import Operation, unbroadcast
+from .precision import scalar_kernel
 
 
+def arithmetic(name: str, a, b, float_only: bool = False):
+    """Both inputs of one dtype (numeric; float for ``float_only``); the shapes broadcast."""
+    dtype = same_dtype(name, a.dtype, b.dtype)
+    (need_float if float_only else need_numeric)(name, dtype)
+    return broadcast_shapes(name, a.shape, b.shape), dtype
+
+
+def scalar_check(name: str, x, float_only: bool = False):
+    """The result keeps x's shape and dtype (the scalar is converted to it: see ``args.scalar_for``)."""
+    (need_float if float_only else need_numeric)(name, x.dtype)
+    return x.shape, x.dtype
+
+
+# -- tensor ∘ tensor ---------------------------------------------------------------------------
+@op(jax=jnp.add, numpy=np.add)
+def add(a: Tensor, b: Tensor):
+    """``a + b``, elementwise, with NumPy broadcasting (both of one numeric dtype)."""
+    return arithmetic("add", a, b)
+
+
+@add.rule
 class AddOp(Operation):
     """Sum  out = a + b  (NumPy broadcasting).
 
@@ -17,11 +49,17 @@ class AddOp(Operation):
     __slots__ = ()
     fuse = True
 
-    def backward(self, g, backend):
-        a, b = self._inputs
-        return [unbroadcast(g, a.shape, backend), unbroadcast(g, b.shape, backend)]
+    def vjp(self, g, out, a, b):
+        return [unbroadcast(g, a.shape), unbroadcast(g, b.shape)]
 
 
+@op(jax=jnp.subtract, numpy=np.subtract)
+def sub(a: Tensor, b: Tensor):
+    """``a - b``, elementwise, with NumPy broadcasting."""
+    return arithmetic("sub", a, b)
+
+
+@sub.rule
 class SubOp(Operation):
     """Difference  out = a - b  (NumPy broadcasting).
 
@@ -33,11 +71,17 @@ class SubOp(Operation):
     __slots__ = ()
     fuse = True
 
-    def backward(self, g, backend):
-        a, b = self._inputs
-        return [unbroadcast(g, a.shape, backend), unbroadcast(backend.mul_scalar(g, -1), b.shape, backend)]
+    def vjp(self, g, out, a, b):
+        return [unbroadcast(g, a.shape), unbroadcast(-g, b.shape)]
 
 
+@op(jax=jnp.multiply, numpy=np.multiply)
+def mul(a: Tensor, b: Tensor):
+    """``a * b``, elementwise, with NumPy broadcasting."""
+    return arithmetic("mul", a, b)
+
+
+@mul.rule
 class MulOp(Operation):
     """Elementwise product  out = a * b  (NumPy broadcasting).
 
@@ -51,12 +95,17 @@ class MulOp(Operation):
     __slots__ = ()
     fuse = True
 
-    def backward(self, g, backend):
-        a, b = self._inputs
-        return [unbroadcast(backend.mul(g, b), a.shape, backend),
-                unbroadcast(backend.mul(g, a), b.shape, backend)]
+    def vjp(self, g, out, a, b):
+        return [unbroadcast(g * b, a.shape), unbroadcast(g * a, b.shape)]
 
 
+@op(jax=jnp.divide, numpy=np.true_divide)
+def div(a: Tensor, b: Tensor):
+    """``a / b``, elementwise, with NumPy broadcasting (float dtypes)."""
+    return arithmetic("div", a, b, float_only=True)
+
+
+@div.rule
 class DivOp(Operation):
     """Elementwise quotient  out = a / b  (NumPy broadcasting).
 
@@ -68,58 +117,74 @@ class DivOp(Operation):
     __slots__ = ()
     fuse = True
 
-    def backward(self, g, backend):
-        a, b = self._inputs
-        g_over_b = backend.div(g, b)
-        grad_b = backend.mul_scalar(backend.mul(g_over_b, self._output), -1)
-        return [unbroadcast(g_over_b, a.shape, backend), unbroadcast(grad_b, b.shape, backend)]
+    def vjp(self, g, out, a, b):
+        return [unbroadcast(g / b, a.shape), unbroadcast(-(g / b) * out, b.shape)]
 
 
+# -- tensor ∘ Python scalar ---------------------------------------------------------------------
+_add_s, _sub_s = scalar_kernel(jnp.add, np.add), scalar_kernel(jnp.subtract, np.subtract)
+_mul_s, _div_s = scalar_kernel(jnp.multiply, np.multiply), scalar_kernel(jnp.divide, np.true_divide)
+
+
+@op(jax=_add_s[0], numpy=_add_s[1])
+def add_scalar(x: Tensor, scalar: Scalar):
+    """``x + scalar`` for a Python number; the result keeps x's dtype."""
+    return scalar_check("add_scalar", x)
+
+
+@add_scalar.rule
 class AddScalarOp(Operation):
-    """out = x + s  for a Python scalar s.   Derivation: ∂out/∂x = 1, so  grad_x = g.   Saves: nothing."""
+    """out = x + s  for a Python scalar s.   Derivation: ∂out/∂x = 1, so  grad_x = g.   Saves: s."""
 
-    __slots__ = ()
+    __slots__ = ("scalar",)
 
-    def __init__(self, out, x, scalar):
-        super().__init__(out, x)
-
-    def backward(self, g, backend):
+    def vjp(self, g, out, x):
         return [g]
 
 
+@op(jax=_sub_s[0], numpy=_sub_s[1])
+def sub_scalar(x: Tensor, scalar: Scalar):
+    """``x - scalar`` for a Python number; the result keeps x's dtype."""
+    return scalar_check("sub_scalar", x)
+
+
+@sub_scalar.rule
 class SubScalarOp(Operation):
-    """out = x - s  for a Python scalar s.   Derivation: ∂out/∂x = 1, so  grad_x = g.   Saves: nothing."""
+    """out = x - s  for a Python scalar s.   Derivation: ∂out/∂x = 1, so  grad_x = g.   Saves: s."""
 
-    __slots__ = ()
+    __slots__ = ("scalar",)
 
-    def __init__(self, out, x, scalar):
-        super().__init__(out, x)
-
-    def backward(self, g, backend):
+    def vjp(self, g, out, x):
         return [g]
 
 
+@op(jax=_mul_s[0], numpy=_mul_s[1])
+def mul_scalar(x: Tensor, scalar: Scalar):
+    """``x * scalar`` for a Python number; the result keeps x's dtype."""
+    return scalar_check("mul_scalar", x)
+
+
+@mul_scalar.rule
 class MulScalarOp(Operation):
     """out = x * s  for a Python scalar s.   Derivation: ∂out/∂x = s, so  grad_x = g * s.   Saves: s."""
 
     __slots__ = ("scalar",)
 
-    def __init__(self, out, x, scalar):
-        super().__init__(out, x)
-        self.scalar = scalar
-
-    def backward(self, g, backend):
-        return [backend.mul_scalar(g, self.scalar)]
+    def vjp(self, g, out, x):
+        return [g * self.scalar]
 
 
+@op(jax=_div_s[0], numpy=_div_s[1])
+def div_scalar(x: Tensor, scalar: Scalar):
+    """``x / scalar`` for a Python number (float dtypes); the result keeps x's dtype."""
+    return scalar_check("div_scalar", x, float_only=True)
+
+
+@div_scalar.rule
 class DivScalarOp(Operation):
     """out = x / s  for a Python scalar s.   Derivation: ∂out/∂x = 1/s, so  grad_x = g / s.   Saves: s."""
 
     __slots__ = ("scalar",)
 
-    def __init__(self, out, x, scalar):
-        super().__init__(out, x)
-        self.scalar = scalar
-
-    def backward(self, g, backend):
-        return [backend.div_scalar(g, self.scalar)]
+    def vjp(self, g, out, x):
+        return [g / self.scalar]

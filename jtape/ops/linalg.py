@@ -2,14 +2,44 @@
 
 from __future__ import annotations
 
+import jax.numpy as jnp
+import numpy as np
+
+from ..tensor.args import Tensor
+from ..tensor.checks import broadcast_shapes, need_float, same_dtype
+from ..tensor.errors import ShapeError
+from ..tensor.registry import op
 from .base import Operation, unbroadcast
+from .precision import HALF, in_float32
 
 
-def _swap_last(x, backend):
-    n = len(x.shape)
-    return backend.transpose(x, *range(n - 2), n - 1, n - 2)
+def _matmul_jax(a, b):
+    wide = jnp.float32 if a.dtype in HALF else None
+    return jnp.matmul(a, b, preferred_element_type=wide).astype(a.dtype)
 
 
+@op(jax=_matmul_jax, numpy=in_float32(np.matmul))
+def matmul(a: Tensor, b: Tensor):
+    """``a @ b`` over the last two dims; the batch dims in front broadcast as in NumPy (both of
+    rank >= 2; float32 accumulation for half dtypes)."""
+    sa, sb = tuple(a.shape), tuple(b.shape)
+    dtype = need_float("matmul", same_dtype("matmul", a.dtype, b.dtype))
+    if len(sa) < 2 or len(sb) < 2:
+        raise ShapeError(f"matmul: got shapes {sa} and {sb}; expected both of rank >= 2 "
+                         f"(unsqueeze a vector to [1, n] or [n, 1] first)")
+    if sa[-1] != sb[-2]:
+        raise ShapeError(f"matmul: got shapes {sa} and {sb}; expected a.shape[-1] ({sa[-1]}) "
+                         f"to equal b.shape[-2] ({sb[-2]})")
+    return broadcast_shapes("matmul", sa[:-2], sb[:-2]) + (sa[-2], sb[-1]), dtype
+
+
+def swap_last(x):
+    """x with its last two dims swapped: ᵀ of each matrix in a batch."""
+    n = x.ndim
+    return x.transpose(*range(n - 2), n - 1, n - 2)
+
+
+@matmul.rule
 class MatMulOp(Operation):
     """out = a @ b:  out[..., i, j] = Σ_k a[..., i, k] · b[..., k, j]  (batch dims broadcast).
 
@@ -23,7 +53,5 @@ class MatMulOp(Operation):
     __slots__ = ()
     fuse = True
 
-    def backward(self, g, backend):
-        a, b = self._inputs
-        return [unbroadcast(backend.matmul(g, _swap_last(b, backend)), a.shape, backend),
-                unbroadcast(backend.matmul(_swap_last(a, backend), g), b.shape, backend)]
+    def vjp(self, g, out, a, b):
+        return [unbroadcast(g @ swap_last(b), a.shape), unbroadcast(swap_last(a) @ g, b.shape)]

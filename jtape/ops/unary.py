@@ -12,29 +12,69 @@ Tested in ``tests/robustness/test_special_values.py``.
 
 from __future__ import annotations
 
-from ..tensor import checks
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ..tensor.args import Dim, DType, Tensor
+from ..tensor.checks import need_float, normalize_dim
+from ..tensor.registry import op
 from .base import Operation
+from .precision import in_float32, upcast
 
 
+def float_unary(name: str, x):
+    """The check of an elementwise float op: same shape and dtype as x, which must be a float."""
+    return x.shape, need_float(name, x.dtype)
+
+
+def _stable_sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-x), computed from e = e^-|x| <= 1 so that nothing overflows:
+    x >= 0: 1 / (1 + e);   x < 0: e / (1 + e)   (the same value, times e^x / e^x)."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+@op(jax=jnp.exp, numpy=np.exp)
+def exp(x: Tensor):
+    """e^x, elementwise."""
+    return float_unary("exp", x)
+
+
+@exp.rule
 class ExpOp(Operation):
     """out = exp(x).   Derivation: d exp(x)/dx = exp(x) = out, so  grad_x = g * out.   Saves: out."""
 
     __slots__ = ()
 
-    def backward(self, g, backend):
-        return [backend.mul(g, self._output)]
+    def vjp(self, g, out, x):
+        return [g * out]
 
 
+@op(jax=jnp.log, numpy=np.log)
+def log(x: Tensor):
+    """Natural logarithm, elementwise (NaN below 0, -inf at 0)."""
+    return float_unary("log", x)
+
+
+@log.rule
 class LogOp(Operation):
     """out = log(x).   Derivation: d log(x)/dx = 1/x, so  grad_x = g / x.   Saves: x."""
 
     __slots__ = ()
 
-    def backward(self, g, backend):
-        (x,) = self._inputs
-        return [backend.div(g, x)]
+    def vjp(self, g, out, x):
+        return [g / x]
 
 
+@op(jax=jnp.sqrt, numpy=np.sqrt)
+def sqrt(x: Tensor):
+    """√x, elementwise."""
+    return float_unary("sqrt", x)
+
+
+@sqrt.rule
 class SqrtOp(Operation):
     """out = √x.   Derivation: d√x/dx = 1/(2√x) = 1/(2·out), so  grad_x = (g / 2) / out.   Saves: out.
 
@@ -44,10 +84,17 @@ class SqrtOp(Operation):
     __slots__ = ()
     fuse = True
 
-    def backward(self, g, backend):
-        return [backend.div(backend.mul_scalar(g, 0.5), self._output)]
+    def vjp(self, g, out, x):
+        return [(g * 0.5) / out]
 
 
+@op(jax=lax.rsqrt, numpy=in_float32(lambda x: 1.0 / np.sqrt(x)))
+def rsqrt(x: Tensor):
+    """1/√x, elementwise (rounded once: in float32 for half dtypes)."""
+    return float_unary("rsqrt", x)
+
+
+@rsqrt.rule
 class RsqrtOp(Operation):
     """out = x^(-1/2).
 
@@ -58,33 +105,51 @@ class RsqrtOp(Operation):
     __slots__ = ()
     fuse = True
 
-    def backward(self, g, backend):
-        (x,) = self._inputs
-        return [backend.mul_scalar(backend.mul(g, backend.div(self._output, x)), -0.5)]
+    def vjp(self, g, out, x):
+        return [(g * (out / x)) * -0.5]
 
 
+@op(jax=jnp.sin, numpy=np.sin)
+def sin(x: Tensor):
+    """sin x, elementwise (radians)."""
+    return float_unary("sin", x)
+
+
+@sin.rule
 class SinOp(Operation):
     """out = sin(x).   Derivation: d sin(x)/dx = cos(x), so  grad_x = g * cos(x).   Saves: x."""
 
     __slots__ = ()
     fuse = True
 
-    def backward(self, g, backend):
-        (x,) = self._inputs
-        return [backend.mul(g, backend.cos(x))]
+    def vjp(self, g, out, x):
+        return [g * x.cos()]
 
 
+@op(jax=jnp.cos, numpy=np.cos)
+def cos(x: Tensor):
+    """cos x, elementwise (radians)."""
+    return float_unary("cos", x)
+
+
+@cos.rule
 class CosOp(Operation):
-    """out = cos(x).   Derivation: d cos(x)/dx = -sin(x), so  grad_x = -g * sin(x).   Saves: x."""
+    """out = cos(x).   Derivation: d cos(x)/dx = -sin(x), so  grad_x = -(g * sin(x)).   Saves: x."""
 
     __slots__ = ()
     fuse = True
 
-    def backward(self, g, backend):
-        (x,) = self._inputs
-        return [backend.mul_scalar(backend.mul(g, backend.sin(x)), -1)]
+    def vjp(self, g, out, x):
+        return [-(g * x.sin())]
 
 
+@op(jax=lambda x: jnp.maximum(x, jnp.zeros((), x.dtype)), numpy=lambda x: np.maximum(x, np.zeros((), x.dtype)))
+def relu(x: Tensor):
+    """max(x, 0), elementwise (NaN stays NaN, as jax.nn.relu)."""
+    return float_unary("relu", x)
+
+
+@relu.rule
 class ReLUOp(Operation):
     """out = max(x, 0).
 
@@ -96,12 +161,17 @@ class ReLUOp(Operation):
     __slots__ = ()
     fuse = True
 
-    def backward(self, g, backend):
-        (x,) = self._inputs
-        zero = backend.full((), 0, x.dtype)
-        return [backend.where(backend.greater(x, zero), g, zero)]
+    def vjp(self, g, out, x):
+        return [g.where(x > 0, 0)]
 
 
+@op(jax=jax.nn.sigmoid, numpy=in_float32(_stable_sigmoid))
+def sigmoid(x: Tensor):
+    """σ(x) = 1 / (1 + e^-x), elementwise, without overflow for large |x|."""
+    return float_unary("sigmoid", x)
+
+
+@sigmoid.rule
 class SigmoidOp(Operation):
     """out = σ(x) = 1 / (1 + e^-x).
 
@@ -113,21 +183,35 @@ class SigmoidOp(Operation):
     __slots__ = ()
     fuse = True
 
-    def backward(self, g, backend):
-        g_out = backend.mul(g, self._output)
-        return [backend.sub(g_out, backend.mul(g_out, self._output))]
+    def vjp(self, g, out, x):
+        g_out = g * out
+        return [g_out - g_out * out]
 
 
+@op(jax=jnp.tanh, numpy=np.tanh)
+def tanh(x: Tensor):
+    """tanh x, elementwise."""
+    return float_unary("tanh", x)
+
+
+@tanh.rule
 class TanhOp(Operation):
     """out = tanh(x).   Derivation: tanh' = 1 - tanh², so  grad_x = g - (g·out)·out.   Saves: out."""
 
     __slots__ = ()
     fuse = True
 
-    def backward(self, g, backend):
-        return [backend.sub(g, backend.mul(backend.mul(g, self._output), self._output))]
+    def vjp(self, g, out, x):
+        return [g - (g * out) * out]
 
 
+@op(jax=jax.nn.silu, numpy=in_float32(lambda x: x * _stable_sigmoid(x)))
+def silu(x: Tensor):
+    """x·σ(x) (SiLU, or swish), elementwise."""
+    return float_unary("silu", x)
+
+
+@silu.rule
 class SiLUOp(Operation):
     """out = x·σ(x)  (SiLU, or swish).
 
@@ -139,13 +223,28 @@ class SiLUOp(Operation):
     __slots__ = ()
     fuse = True
 
-    def backward(self, g, backend):
-        (x,) = self._inputs
-        s = backend.sigmoid(x)
-        slope = backend.add(s, backend.sub(self._output, backend.mul(self._output, s)))
-        return [backend.mul(g, slope)]
+    def vjp(self, g, out, x):
+        s = x.sigmoid()
+        return [g * (s + (out - out * s))]
 
 
+def _softmax_np(x: np.ndarray, dim: int) -> np.ndarray:
+    """exp(x_i) / sum_j exp(x_j) along ``dim``. Subtracting the row max first changes nothing
+    mathematically (e^-max cancels) but keeps every exponent <= 0, so exp cannot overflow;
+    ``initial=-inf`` lets an empty ``dim`` through."""
+    shifted = x - np.max(x, axis=dim, keepdims=True, initial=-np.inf)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=dim, keepdims=True)
+
+
+@op(jax=lambda x, dim: jax.nn.softmax(upcast(x), axis=dim).astype(x.dtype), numpy=in_float32(_softmax_np))
+def softmax(x: Tensor, dim: Dim = -1):
+    """e^{x_i} / Σ_k e^{x_k} along ``dim`` (float32 accumulation for half dtypes)."""
+    need_float("softmax", x.dtype)
+    return x.shape, x.dtype, {"dim": normalize_dim("softmax", dim, len(x.shape))}
+
+
+@softmax.rule
 class SoftmaxOp(Operation):
     """out = softmax(x) along ``dim``:  out_i = e^{x_i} / Σ_k e^{x_k}  (sums along dim).
 
@@ -158,28 +257,27 @@ class SoftmaxOp(Operation):
     __slots__ = ("dim",)
     fuse = True
 
-    def __init__(self, out, x, dim=-1):
-        super().__init__(out, x)
-        self.dim = checks.normalize_dim("softmax", dim, len(x.shape))
-
-    def backward(self, g, backend):
-        dot = backend.sum_dim(backend.mul(g, self._output), self.dim, True)
-        return [backend.mul(self._output, backend.sub(g, dot))]
+    def vjp(self, g, out, x):
+        return [out * (g - (g * out).sum_dim(self.dim, True))]
 
 
+@op(jax=lambda x, dtype: x.astype(dtype.numpy), numpy=lambda x, dtype: x.astype(dtype.numpy))
+def cast(x: Tensor, dtype: DType):
+    """x converted to ``dtype`` (a DataType, its name, or a NumPy dtype). Recorded (differentiable)
+    only from a float dtype to a float dtype."""
+    return x.shape, dtype
+
+
+@cast.rule
 class CastOp(Operation):
     """out = x converted to another float dtype.
 
     Derivation: the value is unchanged (up to rounding), so ∂out/∂x = 1 and the gradient only
     changes dtype back:  grad_x = cast(g, x.dtype).   Recorded only between float dtypes.
-    Saves: nothing (x's dtype is on x).
+    Saves: dtype.
     """
 
-    __slots__ = ()
+    __slots__ = ("dtype",)
 
-    def __init__(self, out, x, dtype):
-        super().__init__(out, x)
-
-    def backward(self, g, backend):
-        (x,) = self._inputs
-        return [backend.cast(g, x.dtype)]
+    def vjp(self, g, out, x):
+        return [g.cast(x.dtype)]

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import checks
+from .args import ShapeArg
 from .dtype import DataType
 from .errors import ShapeError
 from .shape import Shape
@@ -21,7 +21,7 @@ from .tensor import Tensor
 def from_slice(values: Sequence[Any], shape: Sequence[int], backend: Any, dtype: DataType | str = "float32",
                *, requires_grad: bool = True) -> Tensor:
     """A tensor of ``shape`` holding the flat ``values`` in row-major order (float32 by default)."""
-    shp = Shape(checks.as_shape_arg("from_slice", shape))
+    shp = Shape(ShapeArg.normalize("from_slice", "shape", shape))
     arr = np.asarray(values, dtype=DataType.of(dtype).numpy)
     if arr.size != shp.size:
         raise ShapeError(f"from_slice: got {arr.size} values for shape {tuple(shp)}; expected {shp.size}")
@@ -67,7 +67,7 @@ def arange(start: float, stop: float | None = None, step: float = 1, *, backend:
 
 def _random(kind: str, shape: Sequence[int], backend: Any, seed: int | None, key: Any,
             dtype: DataType | str) -> Tensor:
-    shp = tuple(Shape(checks.as_shape_arg(kind, shape)))
+    shp = tuple(Shape(ShapeArg.normalize(kind, "shape", shape)))
     dt = DataType.of(dtype)
     if not dt.is_float:
         raise ShapeError(f"{kind}: got dtype {dt.value}; expected a float dtype")

@@ -54,6 +54,17 @@ class DataType(enum.Enum):
     def itemsize(self) -> int:
         return _NUMPY[self].itemsize
 
+    @property
+    def int_range(self) -> tuple[int, int]:
+        """``(min, max)`` of an integer dtype (uint8: ``(0, 255)``)."""
+        info = np.iinfo(_NUMPY[self])
+        return int(info.min), int(info.max)
+
+    @property
+    def max_finite(self) -> float:
+        """The largest finite value of a float dtype (float16: 65504)."""
+        return float(ml_dtypes.finfo(_NUMPY[self]).max)
+
     def __repr__(self) -> str:
         return f"jtape.{self.value}"
 
@@ -93,6 +104,9 @@ _NUMPY = {
 }
 _FROM_NUMPY = {v: k for k, v in _NUMPY.items()}
 _FLOATS = (DataType.FLOAT32, DataType.FLOAT64, DataType.FLOAT16, DataType.BFLOAT16)
+for _d in DataType:  # plain attributes, read on every op: cheaper than the properties above
+    _d.x64 = _d in (DataType.FLOAT64, DataType.INT64)
+    _d.floating = _d in _FLOATS
 
 float32 = DataType.FLOAT32
 float64 = DataType.FLOAT64

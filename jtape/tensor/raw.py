@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import itertools
+from typing import Any, Callable
 
 import jax
+import numpy as np
 
 from .dtype import DataType
+from .errors import BackendError, DTypeError, ShapeError, TapeError
 from .shape import Device, Shape
+
+_hook_keys = itertools.count()
 
 
 class RawTensor:
@@ -16,18 +21,22 @@ class RawTensor:
     ``data`` is whatever the backend computes with (a ``jax.Array`` — or a tracer inside
     ``jax.jit`` — for JaxBackend, an ``np.ndarray`` for NumpyBackend). A RawTensor is hashed and
     compared by *identity*, so it can key the gradient map: two tensors with equal values are
-    still two different tensors. ``grad`` holds the gradient that ``Tensor.backward()`` left here.
-``requires_grad`` (default True) marks whether gradients should flow to this tensor: data and
-other constants can opt out (``Tensor.requires_grad_(False)``), and then the tape neither
-records ops that only read such tensors nor computes their gradients.
+    still two different tensors. Besides its values it holds its own state for the tape:
+
+    * ``grad``: the gradient that ``Tensor.backward()`` left here;
+    * ``requires_grad`` (default True): whether gradients flow to this tensor — data and other
+      constants opt out (``Tensor.requires_grad_(False)``), and then the tape neither records ops
+      that only read such tensors nor computes their gradients;
+    * ``hooks`` (None, or key -> fn) and ``name`` (a label for tables, drawings and traces);
+    * ``released``: True once a ``Tensor.backward`` cleared the tape holding the op that produced
+      this tensor — its history is gone, and a gradient reaching it would silently stop there.
 
     RawTensor is a JAX pytree (its leaf is ``data``; shape, dtype and device are static), so it
     can cross ``jax.jit`` boundaries.
     """
 
-    # _released: set (never initialised, so creation pays nothing) once Tensor.backward has cleared
-    # the tape that held the op producing this tensor (see jtape.autodiff.engine.tensor_backward).
-    __slots__ = ("data", "shape", "dtype", "device", "grad", "requires_grad", "_released", "__weakref__")
+    __slots__ = ("data", "shape", "dtype", "device", "grad", "requires_grad", "hooks", "name", "released",
+                 "__weakref__")
 
     def __init__(self, data: Any, shape: Shape, dtype: DataType, device: Device):
         self.data = data
@@ -36,13 +45,64 @@ records ops that only read such tensors nor computes their gradients.
         self.device = device
         self.grad: RawTensor | None = None
         self.requires_grad = True
+        self.hooks: dict[int, Callable] | None = None
+        self.name: str | None = None
+        self.released = False
 
     @property
     def ndim(self) -> int:
         return len(self.shape)
 
+    def register_hook(self, fn: Callable) -> "HookHandle":
+        """Call ``fn(grad)`` with this tensor's gradient once it is complete in a backward walk;
+        ``fn`` returns None to only look, or a replacement gradient (see ``jtape.autodiff.observers``)."""
+        if not callable(fn):
+            raise TypeError(f"register_hook: got {type(fn).__name__}; expected a callable fn(grad) -> None or a "
+                            f"gradient")
+        if not self.dtype.is_float:
+            raise DTypeError(f"register_hook: got a tensor of dtype {self.dtype.value}; expected a float tensor "
+                             f"(no gradient reaches integer or bool tensors)")
+        if self.hooks is None:
+            self.hooks = {}
+        key = next(_hook_keys)
+        self.hooks[key] = fn
+        return HookHandle(self.hooks, key)
+
+    def carry_state_to(self, new: "RawTensor") -> None:
+        """Hand this tensor's gradient, hooks and name to ``new`` — for code that swaps the RawTensor
+        behind a Tensor (an optimizer step gives a Parameter new values), so they keep applying."""
+        new.grad, new.hooks, new.name = self.grad, self.hooks, self.name
+
     def __repr__(self) -> str:
         return f"RawTensor(shape={tuple(self.shape)}, dtype={self.dtype.value}, device={self.device.value})"
+
+
+class HookHandle:
+    """Returned by ``register_hook``; ``remove()`` takes the hook off again. It holds the hook table
+    itself, which moves with a Parameter's values (``carry_state_to``), so removing still works
+    after optimizer steps."""
+
+    def __init__(self, hooks: dict, key: int):
+        self._hooks, self._key = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
+
+
+def check_gradient(where: str, g: Any, x: RawTensor) -> None:
+    """A gradient for ``x`` must be a RawTensor of exactly ``x``'s shape and dtype, from ``x``'s
+    backend and device. The one check for rule results, hook results and preset ``.grad``s."""
+    if not isinstance(g, RawTensor):
+        raise TapeError(f"{where}: got a gradient of type {type(g).__name__}; expected a RawTensor or None")
+    if g.shape != x.shape:
+        raise ShapeError(f"{where}: got a gradient of shape {tuple(g.shape)}; expected the tensor's shape "
+                         f"{tuple(x.shape)}")
+    if g.dtype is not x.dtype:
+        raise DTypeError(f"{where}: got a gradient of dtype {g.dtype.value}; expected the tensor's dtype "
+                         f"{x.dtype.value}")
+    if g.device is not x.device or (type(g.data) is np.ndarray) is not (type(x.data) is np.ndarray):
+        raise BackendError(f"{where}: got a gradient holding {type(g.data).__name__} on {g.device.value}; expected one "
+                           f"from the tensor's backend ({type(x.data).__name__} on {x.device.value})")
 
 
 def _flatten(t: RawTensor):

@@ -1,22 +1,29 @@
 """``Tensor``: the user-facing wrapper of a ``RawTensor`` and the backend that made it.
 
-Every method forwards to one backend op, so on an ``AutodiffBackend`` every method is recorded
-on the tape. Operators map onto the same ops: ``+ - * /`` (with Python scalars on either side),
-``@``, unary ``-``, and comparisons, which give bool tensors.
+Every op of the registry is a ``Tensor`` method of the same name (installed by
+``install_op_method`` when the op is registered), so on an ``AutodiffBackend`` every method is
+recorded on the tape. A few methods are written here by hand because their Tensor spelling
+differs from the backend op (``sum``, ``mean``, ``reshape(*shape)``, ``cat(others)``,
+``where(condition, other)``), and the operators map onto ops: ``+ - * /`` (Python scalars on
+either side), ``@``, unary ``-``, and comparisons, which give bool tensors.
+
+This module imports nothing of jtape outside ``jtape.tensor``: gradients are the backend's
+business (``Tensor.backward`` asks its backend, which a plain backend answers with an error).
 """
 
 from __future__ import annotations
 
-from numbers import Number
 from typing import Any, Sequence
 
 import jax
 import numpy as np
 
 from .dtype import DataType
-from .errors import BackendError, ShapeError
-from .raw import RawTensor
+from .errors import BackendError, DTypeError, ShapeError, TapeError
+from .raw import HookHandle, RawTensor, check_gradient
 from .shape import Device, Shape
+
+_SCALARS = (int, float, np.generic)
 
 
 class Tensor:
@@ -33,6 +40,10 @@ class Tensor:
     def __init__(self, raw: RawTensor, backend: Any):
         self._raw = raw
         self.backend = backend
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _register_pytree(cls)
 
     # -- data and metadata ---------------------------------------------------------------------
     def raw(self) -> RawTensor:
@@ -65,6 +76,10 @@ class Tensor:
     def item(self) -> float | int | bool:
         if self.shape.size != 1:
             raise ShapeError(f"item: got a tensor of shape {tuple(self.shape)}; expected exactly one element")
+        if isinstance(self._raw.data, jax.core.Tracer):
+            raise TapeError(f"item: the tensor of shape {tuple(self.shape)} holds a traced value (inside jtape.jit or "
+                            f"jax.jit its value does not exist yet); expected a concrete tensor — return it from the "
+                            f"step and call .item() on the result")
         return self.numpy().reshape(()).item()
 
     def tolist(self) -> Any:
@@ -81,7 +96,12 @@ class Tensor:
     def __float__(self) -> float:
         return float(self.item())
 
-    def __array__(self, dtype=None, copy=None):
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if isinstance(self._raw.data, jax.core.Tracer):
+            self.item()  # raises the traced-value error
         a = self.numpy()
         return a if dtype is None else a.astype(dtype)
 
@@ -104,7 +124,13 @@ class Tensor:
 
     @grad.setter
     def grad(self, value: "Tensor | None") -> None:
-        self._raw.grad = None if value is None else value.raw()
+        if value is None:
+            self._raw.grad = None
+            return
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Tensor.grad: got a {type(value).__name__}; expected a Tensor (or None)")
+        check_gradient("Tensor.grad", value._raw, self._raw)
+        self._raw.grad = value._raw
 
     def zero_grad(self) -> None:
         """Forget the gradient accumulated in ``.grad``."""
@@ -112,20 +138,24 @@ class Tensor:
 
     def backward(self, grad: "Tensor | None" = None, *, retain_graph: bool = False, create_graph: bool = False,
                  trace: Any = None) -> None:
-        """Backpropagate from this tensor; see ``jtape.autodiff.tensor_backward``. ``create_graph``
-        records the backward pass, so ``.grad`` can be differentiated again. ``trace`` (e.g.
-        ``print``) is called with each step of the walk (see ``jtape.autodiff.watch``)."""
-        from ..autodiff.engine import tensor_backward
-        from ..autodiff.watch import tracing
-        with tracing(trace):
-            tensor_backward(self, grad, retain_graph=retain_graph, create_graph=create_graph)
+        """Backpropagate from this tensor into ``.grad`` of every leaf it depends on (see
+        ``jtape.autodiff.tensor_backward``). Without ``grad`` the tensor must have one element
+        (as in PyTorch). ``create_graph`` records the backward pass, so ``.grad`` can be
+        differentiated again; ``trace`` (e.g. ``print``) is called with each step of the walk."""
+        run = getattr(self.backend, "tensor_backward", None)
+        if run is None:
+            raise TapeError(f"Tensor.backward: backend {self.backend.name()} records no tape; expected an "
+                            f"AutodiffBackend (wrap the backend: jtape.autodiff.new(backend))")
+        if grad is not None and not isinstance(grad, Tensor):
+            raise TypeError(f"Tensor.backward: got grad of type {type(grad).__name__}; expected a Tensor on the same "
+                            f"backend (tensor.from_numpy(array, backend)) or None")
+        run(self, grad, retain_graph=retain_graph, create_graph=create_graph, trace=trace)
 
-    def register_hook(self, fn: Any) -> Any:
+    def register_hook(self, fn: Any) -> HookHandle:
         """Call ``fn(grad)`` when this tensor's gradient is complete in a backward walk; ``fn`` may
-        return a replacement. Returns a handle whose ``remove()`` takes the hook off again
-        (see ``jtape.autodiff.watch.register_hook``)."""
-        from ..autodiff.watch import register_hook
-        return register_hook(self, fn)
+        return a replacement (same shape, dtype and backend). Returns a handle whose ``remove()``
+        takes the hook off again."""
+        return self._raw.register_hook(fn)
 
     @property
     def requires_grad(self) -> bool:
@@ -140,34 +170,71 @@ class Tensor:
         self._raw.requires_grad = bool(flag)
         return self
 
+    def assign(self, raw: RawTensor) -> None:
+        """Make ``raw`` this tensor's RawTensor (same shape and dtype) — how an optimizer step gives
+        a Parameter new values without mutating any array. The gradient, hooks and name move with
+        it (``RawTensor.carry_state_to``), so ``.grad`` still reads the last gradient after a step."""
+        where = f"{type(self).__name__}.assign"
+        if not isinstance(raw, RawTensor):
+            raise TypeError(f"{where}: got a {type(raw).__name__}; expected a RawTensor")
+        if raw.shape != self._raw.shape:
+            raise ShapeError(f"{where}: got shape {tuple(raw.shape)}; expected {tuple(self.shape)}")
+        if raw.dtype is not self._raw.dtype:
+            raise DTypeError(f"{where}: got dtype {raw.dtype.value}; expected {self.dtype.value}")
+        if raw is not self._raw:
+            self._raw.carry_state_to(raw)
+            self._raw = raw
+
     def detach(self) -> "Tensor":
         """The same values as a new constant leaf: no recorded op produced it, no gradient flows to it."""
         raw = RawTensor(self._raw.data, self.shape, self.dtype, self.device)
         raw.requires_grad = False
         return Tensor(raw, self.backend)
 
-    # -- helpers -------------------------------------------------------------------------------
-    def _wrap(self, raw: RawTensor) -> "Tensor":
+    # -- new tensors on the same backend -----------------------------------------------------
+    def new_full(self, shape: Sequence[int], value: Any, dtype: DataType | str | None = None) -> "Tensor":
+        """A constant of ``shape`` filled with ``value``, on this backend, of this dtype unless given."""
+        raw = self.backend.full(shape, value, self.dtype if dtype is None else dtype)
+        raw.requires_grad = False
         return Tensor(raw, self.backend)
 
-    def _other(self, other: Any, op: str) -> RawTensor:
-        """A Tensor's raw, or a Python/NumPy scalar lifted to a 0-d tensor of this dtype."""
+    def new_zeros(self, shape: Sequence[int], dtype: DataType | str | None = None) -> "Tensor":
+        return self.new_full(shape, 0, dtype)
+
+    def new_ones(self, shape: Sequence[int], dtype: DataType | str | None = None) -> "Tensor":
+        return self.new_full(shape, 1, dtype)
+
+    def new_tensor(self, values: Any, dtype: DataType | str | None = None) -> "Tensor":
+        """A constant holding ``values`` (an array-like) on this backend; its own dtype unless given."""
+        raw = self.backend.from_numpy(values, dtype)
+        raw.requires_grad = False
+        return Tensor(raw, self.backend)
+
+    # -- operands ------------------------------------------------------------------------------
+    def _lift(self, other: Any, op: str) -> RawTensor:
+        """A Tensor's raw (same backend), or a number / NumPy scalar / 0-d array as a 0-d constant
+        of this tensor's dtype."""
         if isinstance(other, Tensor):
             if other.backend is not self.backend:
-                raise BackendError(f"{op}: got tensors from two backends ({self.backend!r} and {other.backend!r}); "
-                                   f"expected both on the same backend")
+                raise BackendError(f"{op}: got tensors from two backends ({self.backend.name()} and "
+                                   f"{other.backend.name()}); expected both on the same backend")
             return other._raw
-        if isinstance(other, (Number, np.generic)) or (isinstance(other, np.ndarray) and other.ndim == 0):
-            return self.backend.full((), other.item() if hasattr(other, "item") else other, self.dtype)
-        raise TypeError(f"{op}: got an operand of type {type(other).__name__}; expected a Tensor or a Python scalar")
+        if isinstance(other, bool) or not isinstance(other, _SCALARS + (np.ndarray,)) or np.ndim(other) != 0:
+            raise TypeError(f"{op}: got an operand of type {type(other).__name__}; expected a Tensor or a Python "
+                            f"number")
+        raw = self.backend.full((), other.item() if hasattr(other, "item") else other, self.dtype)
+        raw.requires_grad = False
+        return raw
+
+    def _wrap(self, out: Any) -> Any:
+        if isinstance(out, RawTensor):
+            return Tensor(out, self.backend)
+        return [Tensor(r, self.backend) for r in out]
 
     def _arith(self, op: str, other: Any) -> "Tensor":
-        if isinstance(other, (Number, np.generic)) and not isinstance(other, bool):
-            return self._wrap(getattr(self.backend, op + "_scalar")(self._raw, other))
-        return self._wrap(getattr(self.backend, op)(self._raw, self._other(other, op)))
-
-    def _rarith(self, op: str, other: Any) -> "Tensor":
-        return self._wrap(getattr(self.backend, op)(self._other(other, op), self._raw))
+        if other.__class__ in (int, float) or (isinstance(other, np.generic) and not isinstance(other, np.bool_)):
+            return Tensor(getattr(self.backend, op + "_scalar")(self._raw, other), self.backend)
+        return Tensor(getattr(self.backend, op)(self._raw, self._lift(other, op)), self.backend)
 
     # -- arithmetic ----------------------------------------------------------------------------
     def add(self, other: Any) -> "Tensor":
@@ -182,183 +249,142 @@ class Tensor:
     def div(self, other: Any) -> "Tensor":
         return self._arith("div", other)
 
-    def add_scalar(self, s: Any) -> "Tensor":
-        return self._wrap(self.backend.add_scalar(self._raw, s))
-
-    def sub_scalar(self, s: Any) -> "Tensor":
-        return self._wrap(self.backend.sub_scalar(self._raw, s))
-
-    def mul_scalar(self, s: Any) -> "Tensor":
-        return self._wrap(self.backend.mul_scalar(self._raw, s))
-
-    def div_scalar(self, s: Any) -> "Tensor":
-        return self._wrap(self.backend.div_scalar(self._raw, s))
-
     __add__, __sub__, __mul__, __truediv__ = add, sub, mul, div
-
-    def __radd__(self, other: Any) -> "Tensor":
-        return self._arith("add", other)
-
-    def __rmul__(self, other: Any) -> "Tensor":
-        return self._arith("mul", other)
+    __radd__, __rmul__ = add, mul
 
     def __rsub__(self, other: Any) -> "Tensor":
-        return self._rarith("sub", other)
+        return Tensor(self.backend.sub(self._lift(other, "sub"), self._raw), self.backend)
 
     def __rtruediv__(self, other: Any) -> "Tensor":
-        return self._rarith("div", other)
+        return Tensor(self.backend.div(self._lift(other, "div"), self._raw), self.backend)
 
     def __neg__(self) -> "Tensor":
-        return self.mul_scalar(-1)
+        return Tensor(self.backend.mul_scalar(self._raw, -1), self.backend)
 
     def __pos__(self) -> "Tensor":
         return self
 
     def __matmul__(self, other: "Tensor") -> "Tensor":
-        return self.matmul(other)
+        return Tensor(self.backend.matmul(self._raw, self._lift(other, "matmul")), self.backend)
 
     def __rmatmul__(self, other: "Tensor") -> "Tensor":
-        return self._wrap(self.backend.matmul(self._other(other, "matmul"), self._raw))
+        return Tensor(self.backend.matmul(self._lift(other, "matmul"), self._raw), self.backend)
 
-    # -- unary math and activations --------------------------------------------------------------
-    def exp(self) -> "Tensor":
-        return self._wrap(self.backend.exp(self._raw))
-
-    def log(self) -> "Tensor":
-        return self._wrap(self.backend.log(self._raw))
-
-    def sqrt(self) -> "Tensor":
-        return self._wrap(self.backend.sqrt(self._raw))
-
-    def rsqrt(self) -> "Tensor":
-        return self._wrap(self.backend.rsqrt(self._raw))
-
-    def sin(self) -> "Tensor":
-        return self._wrap(self.backend.sin(self._raw))
-
-    def cos(self) -> "Tensor":
-        return self._wrap(self.backend.cos(self._raw))
-
-    def relu(self) -> "Tensor":
-        return self._wrap(self.backend.relu(self._raw))
-
-    def sigmoid(self) -> "Tensor":
-        return self._wrap(self.backend.sigmoid(self._raw))
-
-    def tanh(self) -> "Tensor":
-        return self._wrap(self.backend.tanh(self._raw))
-
-    def silu(self) -> "Tensor":
-        return self._wrap(self.backend.silu(self._raw))
-
-    def softmax(self, dim: int = -1) -> "Tensor":
-        return self._wrap(self.backend.softmax(self._raw, dim))
-
-    # -- linear algebra, convolution, loss -------------------------------------------------------
-    def matmul(self, other: "Tensor") -> "Tensor":
-        return self._wrap(self.backend.matmul(self._raw, self._other(other, "matmul")))
-
-    def conv2d(self, kernel: "Tensor", stride: int | tuple = 1, padding: int | tuple = 0) -> "Tensor":
-        return self._wrap(self.backend.conv2d(self._raw, self._other(kernel, "conv2d"), stride, padding))
-
-    def max_pool2d(self, kernel_size: int | tuple, stride: int | tuple | None = None) -> "Tensor":
-        return self._wrap(self.backend.max_pool2d(self._raw, kernel_size, stride))
-
-    def cross_entropy(self, targets: "Tensor") -> "Tensor":
-        return self._wrap(self.backend.cross_entropy(self._raw, self._other(targets, "cross_entropy")))
-
-    # -- reductions --------------------------------------------------------------------------
+    # -- methods whose Tensor spelling differs from the backend op -----------------------------------
     def sum(self) -> "Tensor":
-        return self._wrap(self.backend.sum(self._raw))
-
-    def sum_dim(self, dim: int, keep_dim: bool = False) -> "Tensor":
-        return self._wrap(self.backend.sum_dim(self._raw, dim, keep_dim))
-
-    def mean_dim(self, dim: int, keep_dim: bool = False) -> "Tensor":
-        return self._wrap(self.backend.mean_dim(self._raw, dim, keep_dim))
+        """The sum of all elements (a 0-d tensor)."""
+        return Tensor(self.backend.sum(self._raw), self.backend)
 
     def mean(self) -> "Tensor":
-        """Mean of all elements (``sum`` then ``div_scalar``: two recorded ops)."""
-        return self.sum().div_scalar(float(self.shape.size))
+        """The mean of all elements (a 0-d tensor; float dtypes), exact for any size in every float dtype."""
+        if not self.dtype.is_float:
+            raise DTypeError(f"mean: got dtype {self.dtype.value}; expected a float dtype (cast first: "
+                             f"t.cast('float32').mean())")
+        return Tensor(self.backend.mean_dim(self._raw, None, False), self.backend)
 
-    # -- shape -------------------------------------------------------------------------------
     def reshape(self, *shape: Any) -> "Tensor":
         if len(shape) == 1 and not isinstance(shape[0], int):
-            shape = tuple(shape[0])
-        return self._wrap(self.backend.reshape(self._raw, shape))
+            shape = shape[0]
+        return Tensor(self.backend.reshape(self._raw, shape), self.backend)
 
-    def transpose(self, *axes: int) -> "Tensor":
-        return self._wrap(self.backend.transpose(self._raw, *axes))
+    def expand(self, *shape: Any) -> "Tensor":
+        if len(shape) == 1 and not isinstance(shape[0], int):
+            shape = shape[0]
+        return Tensor(self.backend.expand(self._raw, shape), self.backend)
 
     @property
     def T(self) -> "Tensor":
         return self.transpose()
 
-    def squeeze(self, dim: int) -> "Tensor":
-        return self._wrap(self.backend.squeeze(self._raw, dim))
-
-    def unsqueeze(self, dim: int) -> "Tensor":
-        return self._wrap(self.backend.unsqueeze(self._raw, dim))
-
-    def expand(self, *shape: Any) -> "Tensor":
-        if len(shape) == 1 and not isinstance(shape[0], int):
-            shape = tuple(shape[0])
-        return self._wrap(self.backend.expand(self._raw, shape))
-
     def cat(self, others: Sequence["Tensor"], dim: int = 0) -> "Tensor":
-        return self._wrap(self.backend.cat([self._raw] + [self._other(o, "cat") for o in others], dim))
-
-    def chunk(self, n: int, dim: int = 0) -> list["Tensor"]:
-        return [self._wrap(r) for r in self.backend.chunk(self._raw, n, dim)]
-
-    # -- indexing ----------------------------------------------------------------------------
-    def gather(self, dim: int, index: "Tensor") -> "Tensor":
-        return self._wrap(self.backend.gather(self._raw, dim, self._other(index, "gather")))
+        """This tensor joined with ``others`` along ``dim``."""
+        return Tensor(self.backend.cat([self._raw] + [self._lift(o, "cat") for o in others], dim), self.backend)
 
     def where(self, condition: "Tensor", other: Any) -> "Tensor":
         """``condition ? self : other`` elementwise (torch's ``x.where(cond, y)``)."""
-        return self._wrap(self.backend.where(self._other(condition, "where"), self._raw, self._other(other, "where")))
+        return Tensor(self.backend.where(self._lift(condition, "where"), self._raw, self._lift(other, "where")),
+                      self.backend)
 
-    # -- comparisons and logic -------------------------------------------------------------------
-    def _cmp(self, op: str, other: Any) -> "Tensor":
-        return self._wrap(getattr(self.backend, op)(self._raw, self._other(other, op)))
+    def astype(self, dtype: DataType | str) -> "Tensor":
+        return self.cast(dtype)
 
-    def equal(self, other: Any) -> "Tensor":
-        return self._cmp("equal", other)
+    # -- comparisons and logic as operators --------------------------------------------------------
+    def __eq__(self, other: Any) -> "Tensor":  # type: ignore[override]
+        return self.equal(other)
 
-    def not_equal(self, other: Any) -> "Tensor":
-        return self._cmp("not_equal", other)
+    def __ne__(self, other: Any) -> "Tensor":  # type: ignore[override]
+        return self.not_equal(other)
 
-    def greater(self, other: Any) -> "Tensor":
-        return self._cmp("greater", other)
+    def __gt__(self, other: Any) -> "Tensor":
+        return self.greater(other)
 
-    def greater_equal(self, other: Any) -> "Tensor":
-        return self._cmp("greater_equal", other)
+    def __ge__(self, other: Any) -> "Tensor":
+        return self.greater_equal(other)
 
-    def lower(self, other: Any) -> "Tensor":
-        return self._cmp("lower", other)
+    def __lt__(self, other: Any) -> "Tensor":
+        return self.lower(other)
 
-    def lower_equal(self, other: Any) -> "Tensor":
-        return self._cmp("lower_equal", other)
+    def __le__(self, other: Any) -> "Tensor":
+        return self.lower_equal(other)
 
-    def and_(self, other: Any) -> "Tensor":
-        return self._cmp("and_", other)
+    def __and__(self, other: Any) -> "Tensor":
+        return self.and_(other)
 
-    def or_(self, other: Any) -> "Tensor":
-        return self._cmp("or_", other)
+    def __or__(self, other: Any) -> "Tensor":
+        return self.or_(other)
 
-    def not_(self) -> "Tensor":
-        return self._wrap(self.backend.not_(self._raw))
+    def __invert__(self) -> "Tensor":
+        return self.not_()
 
-    __eq__, __ne__ = equal, not_equal  # type: ignore[assignment]
-    __gt__, __ge__, __lt__, __le__ = greater, greater_equal, lower, lower_equal
-    __and__, __or__, __invert__ = and_, or_, not_
 
-    # -- other -------------------------------------------------------------------------------
-    def argmax(self, dim: int) -> "Tensor":
-        return self._wrap(self.backend.argmax(self._raw, dim))
+def install_op_method(op: Any) -> None:
+    """Give ``Tensor`` a method for a registered op (unless written by hand above): ``t.softmax(1)``
+    calls ``t.backend.softmax(t.raw(), 1)``. The tensor fills the op's first tensor parameter;
+    other Tensor arguments are unwrapped, and numbers passed for tensor parameters become 0-d
+    constants of the tensor's dtype. Results come back as Tensors."""
+    existing = Tensor.__dict__.get(op.name)
+    if not op.method or (existing is not None and not getattr(existing, "_generated", False)):
+        return
+    params = op.params
+    if not params or not params[0].annotation.tensor:
+        return
+    name = op.name
+    tensor_params = {p.name for p in params if p.annotation.tensor}
+    positions = {i - 1 for i, p in enumerate(params) if p.annotation.tensor and i > 0}
 
-    def cast(self, dtype: DataType | str) -> "Tensor":
-        return self._wrap(self.backend.cast(self._raw, dtype))
+    def unwrap(self: Tensor, value: Any, is_tensor: bool) -> Any:
+        if isinstance(value, Tensor) or (is_tensor and not isinstance(value, (list, tuple))):
+            return self._lift(value, name)
+        if isinstance(value, (list, tuple)) and is_tensor:
+            return [self._lift(v, name) for v in value]
+        return value
 
-    astype = cast
+    def method(self: Tensor, *args: Any, **kwargs: Any) -> Any:
+        raw_args = [unwrap(self, a, i in positions) for i, a in enumerate(args)]
+        raw_kwargs = {k: unwrap(self, v, k in tensor_params) for k, v in kwargs.items()}
+        return self._wrap(getattr(self.backend, name)(self._raw, *raw_args, **raw_kwargs))
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = op.doc
+    method._generated = True  # type: ignore[attr-defined]
+    setattr(Tensor, name, method)
+
+
+def _flatten(t: Tensor) -> tuple:
+    return (t._raw,), (type(t), t.backend)
+
+
+def _unflatten(aux: tuple, children: tuple) -> Tensor:
+    cls, backend = aux
+    t = object.__new__(cls)
+    Tensor.__init__(t, children[0], backend)
+    return t
+
+
+def _register_pytree(cls: type) -> None:
+    """Tensors (and subclasses, e.g. Parameter) cross jax transformations: the leaf is the
+    RawTensor, the backend is static."""
+    jax.tree_util.register_pytree_node(cls, _flatten, _unflatten)
+
+
+_register_pytree(Tensor)

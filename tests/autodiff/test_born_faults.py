@@ -91,6 +91,7 @@ def test_6_training_loop_keeps_tape_and_memory_flat():
         assert backend.tape().num_ops() == 0
         with backend.no_grad():                      # the update is not recorded
             w = tensor.Tensor(backend.sub(w.raw(), backend.mul_scalar(w.grad.raw(), 0.01)), backend)
+        w.requires_grad_()                               # made under no_grad it is a constant: a new leaf
         if step >= 10:
             gc.collect()
             counts.append(len(jax.live_arrays()))

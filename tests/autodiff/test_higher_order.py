@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 
 from jtape import autodiff, tensor
-from jtape.autodiff.higher import RecordingRules
 from jtape.backends import JaxBackend, NumpyBackend
-from jtape.ops import GRADIENT_OP_CLASSES, Operation
-from jtape.ops.kernels import Conv2DInputGradOp, Conv2DKernelGradOp, MaxPool2DGradOp, NarrowOp, ScatterAddOp
+from jtape.ops import Conv2DInputGradOp, Conv2DKernelGradOp, MaxPool2DGradOp, NarrowOp, Operation, ScatterAddOp
+from jtape.tensor import REGISTRY
 from jtape.tensor.errors import TapeError
 from jtape.testing import check_operation
 
@@ -134,14 +133,14 @@ def test_gradient_kernel_rules_match_jax_vjp(name):
 def test_scatter_add_rule_matches_jax_vjp():
     rng = np.random.default_rng(3)
     index = rng.integers(0, 4, (3, 5)).astype(np.int32)            # repeats: scatter_add adds them
-    check_operation(lambda out, index, src, **kw: ScatterAddOp(out, kw["shape"], kw["dim"], index, src),
-                    lambda b, index, src, **kw: b.scatter_add(kw["shape"], kw["dim"], index, src),
+    check_operation(ScatterAddOp, lambda b, index, src, **kw: b.scatter_add(kw["shape"], kw["dim"], index, src),
                     index, rng.standard_normal((3, 5)), kwargs={"shape": (4, 6), "dim": 0}, dtypes=("float64",))
 
 
 def test_every_gradient_kernel_is_recorded_only_when_differentiating_a_backward():
-    assert sorted(GRADIENT_OP_CLASSES) == sorted(["conv2d_input_grad", "conv2d_kernel_grad", "max_pool2d_grad",
-                                                  "narrow", "scatter_add"])
+    kernels = sorted(name for name, d in REGISTRY.items() if not d.method)   # ops that are no Tensor method
+    assert kernels == ["conv2d_input_grad", "conv2d_kernel_grad", "max_pool2d_grad", "scatter_add"]
+    assert all(REGISTRY[name].operation is not None for name in kernels)
     backend = autodiff.new(NumpyBackend())
     x = tensor.from_numpy(np.arange(12.0).reshape(1, 1, 3, 4), backend)
     k = tensor.from_numpy(np.ones((2, 1, 2, 2)), backend)
@@ -287,10 +286,3 @@ def test_an_op_whose_rule_is_not_differentiable_says_so():
     with pytest.raises(TapeError, match="_OpaqueSquareOp: its backward is not differentiable; second-order gradients "
                                         "through _OpaqueSquare are not supported"):
         backend.tape().gradient(y, [x], backend=backend, create_graph=True)
-
-
-def test_recording_rules_delegate_to_the_autodiff_backend():
-    backend = autodiff.new(NumpyBackend())
-    rules = RecordingRules(backend)
-    assert rules.inner() is rules and rules.name() == backend.name()
-    assert repr(rules).startswith("RecordingRules(AutodiffBackend(")

@@ -78,7 +78,7 @@ def test_backward_defaults_to_last_op_like_born(backend):
 def test_fan_out_gradients_add_up(backend):
     x = tensor.from_slice([3.0, -1.0], (2,), backend)
     y = x * x + x * 2.0 + x          # dy/dx = 2x + 3
-    y.backward()
+    y.sum().backward()
     np.testing.assert_allclose(arr(x.grad), [9.0, 1.0])
 
 
@@ -148,7 +148,7 @@ def test_errors_name_what_went_wrong(backend):
         autodiff.backward(ints * ints, backend)
     with pytest.raises(ShapeError, match=r"backward \(output_grad\): got a gradient of shape \(3,\); expected .* \(1,\)"):
         backend.tape().backward(backend.full((3,), 1.0, "float32"), backend, output=y.raw())
-    with pytest.raises(DTypeError, match="expected the input's dtype float32"):
+    with pytest.raises(DTypeError, match="expected the tensor's dtype float32"):
         backend.tape().backward(backend.full((1,), 1.0, "float64"), backend, output=y.raw())
     # The tape is still usable after those errors.
     np.testing.assert_allclose(backend.to_numpy(autodiff.backward(y, backend)[x.raw()]), [4.0])
@@ -183,8 +183,8 @@ class _BadDtype(Operation):
 
 @pytest.mark.parametrize("op_class, error, match", [
     (_BadCount, TapeError, "_BadCount.backward returned 0 gradients for 1 inputs"),
-    (_BadShape, ShapeError, r"_BadShape input 0: got a gradient of shape \(7,\); expected the input's shape \(2,\)"),
-    (_BadDtype, DTypeError, "_BadDtype input 0: got a gradient of dtype float64; expected the input's dtype float32"),
+    (_BadShape, ShapeError, r"_BadShape input 0: got a gradient of shape \(7,\); expected the tensor's shape \(2,\)"),
+    (_BadDtype, DTypeError, "_BadDtype input 0: got a gradient of dtype float64; expected the tensor's dtype float32"),
 ])
 def test_engine_checks_every_rule_result(backend, op_class, error, match):
     x = tensor.ones((2,), backend)

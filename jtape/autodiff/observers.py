@@ -1,8 +1,8 @@
 """Watching the backward walk: a step-by-step trace, tensor hooks, and anomaly checks.
 
-``GradientTape.walk`` asks ``watch_walk`` for a watcher once per walk. With no trace, no hook
-registered anywhere and anomaly mode off it gets None, and the walk runs as if this module did
-not exist. Otherwise the watcher is told three things per op, newest first:
+``GradientTape.walk`` asks ``observe`` for an observer once per walk. With no trace, no hook on
+any tensor of the tape and anomaly mode off it gets None, and the walk runs as if this module did
+not exist. Otherwise the observer is told three things per op, newest first:
 
 * ``arrive`` — the op's output gradient is complete (every later op has added its share): run
   the output's hooks, which may replace it, and report ``g``;
@@ -15,72 +15,13 @@ A trace callback receives one ``TraceEvent`` per line; ``trace=print`` prints th
 
 from __future__ import annotations
 
-import itertools
 import threading
-import weakref
 from typing import Any, Callable
 
-from ..tensor.errors import DTypeError, ShapeError
-from ..tensor.raw import RawTensor
+from ..tensor.raw import RawTensor, check_gradient
 from ..tensor.tensor import Tensor
 from .anomaly import SWITCHES, AnomalyError, describe_op, nonfinite, shape_dtype
-from .views import _LABELS, format_values, op_title, tensor_names
-
-_HOOKS: "weakref.WeakKeyDictionary[RawTensor, dict[int, Callable]]" = weakref.WeakKeyDictionary()
-_next_key = itertools.count()
-_MOVED: dict[int, "weakref.ref[RawTensor]"] = {}   # hook key -> the tensor it was moved to
-
-
-class HookHandle:
-    """Returned by ``register_hook``; ``remove()`` takes the hook off again."""
-
-    def __init__(self, raw: RawTensor, key: int):
-        self._raw = weakref.ref(raw)
-        self._key = key
-
-    def remove(self) -> None:
-        moved = _MOVED.pop(self._key, None)
-        if moved is not None:
-            self._raw = moved
-        raw = self._raw()
-        hooks = _HOOKS.get(raw) if raw is not None else None
-        if hooks is not None:
-            hooks.pop(self._key, None)
-            if not hooks:
-                del _HOOKS[raw]
-
-
-def register_hook(t: Any, fn: Callable[[Tensor], Any]) -> HookHandle:
-    """Call ``fn(grad)`` with ``t``'s gradient once it is complete in a backward walk.
-
-    ``grad`` is a Tensor on the backend that runs the rules (so ops on it are not recorded).
-    ``fn`` returns None to only look, or a Tensor/RawTensor of the same shape and dtype to
-    replace the gradient: the walk then goes on with the replacement. Runs right before the op
-    that produced ``t`` applies its rule, or at the end of the walk for a leaf. Hooks run in the
-    order they were registered; ``handle.remove()`` removes one.
-    """
-    if not callable(fn):
-        raise TypeError(f"register_hook: got {type(fn).__name__}; expected a callable fn(grad) -> None or a gradient")
-    raw = t if isinstance(t, RawTensor) else t.raw()
-    if not raw.dtype.is_float:
-        raise DTypeError(f"register_hook: got a tensor of dtype {raw.dtype.value}; expected a float tensor "
-                         f"(no gradient reaches integer or bool tensors)")
-    key = next(_next_key)
-    _HOOKS.setdefault(raw, {})[key] = fn
-    return HookHandle(raw, key)
-
-
-def move_hooks(old: RawTensor, new: RawTensor) -> None:
-    """Hand ``old``'s hooks and label to ``new`` — for code that swaps the RawTensor behind a
-    Tensor (an optimizer step gives a Parameter new values), so its hooks keep applying."""
-    hooks = _HOOKS.pop(old, None)
-    if hooks:
-        _HOOKS.setdefault(new, {}).update(hooks)
-        for handle_key in hooks:  # handles created for old still remove the hook from new
-            _MOVED[handle_key] = weakref.ref(new)
-    name = _LABELS.pop(old, None)
-    if name is not None:
-        _LABELS[new] = name
+from .views import format_values, op_title, tensor_names
 
 
 class TraceEvent:
@@ -123,15 +64,21 @@ class tracing:
         _local.trace = self._previous
 
 
-def watch_walk(ops: list, seeds: dict, rules: Any, trace: Callable | None = None) -> "_Watch | None":
-    """A watcher for one walk, or None when there is nothing to watch (the common case)."""
+def observe(ops: list, seeds: dict, rules: Any, trace: Callable | None = None) -> "Observer | None":
+    """An observer for one walk, or None when there is nothing to watch (the common case)."""
     trace = trace if trace is not None else _local.trace
-    if trace is None and not _HOOKS and not SWITCHES.anomaly:
+    if trace is None and not SWITCHES.anomaly and not any(_hooked(op) for op in ops):
         return None
-    return _Watch(ops, seeds, rules, trace)
+    return Observer(ops, seeds, rules, trace)
 
 
-class _Watch:
+def _hooked(op: Any) -> bool:
+    return bool(op.output().hooks) or any(x.hooks for x in op.inputs())
+
+
+class Observer:
+    """Runs hooks, checks values (anomaly mode) and reports the walk (trace) as it happens."""
+
     def __init__(self, ops: list, seeds: dict, rules: Any, trace: Callable | None):
         self.trace, self.rules, self.anomaly = trace, rules, SWITCHES.anomaly
         self.produced = {op.output() for op in ops}
@@ -139,10 +86,11 @@ class _Watch:
         self.index = {id(op): i for i, op in enumerate(ops)} if trace else {}
         self.hooked: set[RawTensor] = set()
         for out, g in seeds.items():
-            if self.anomaly and isinstance(g, RawTensor) and nonfinite(g, "backward"):
+            if self.anomaly and nonfinite(g, "backward", inf=True):
                 raise AnomalyError(f"detect_anomaly: the seed gradient for a tensor of {shape_dtype(out)} "
-                                   f"holds {nonfinite(g, 'backward')}")
-            self._emit("seed", None, out, g, f"seed  ∂ℒ/∂{self._name(out)} = {format_values(g)}")
+                                   f"holds {nonfinite(g, 'backward', inf=True)}")
+            self._emit("seed", None, out, g, f"seed  ∂ℒ/∂{self._name(out)} = {format_values(g)}   "
+                                             f"(ℒ is the quantity being differentiated)")
 
     def _name(self, x: RawTensor) -> str:
         return self.names.get(x, "?")
@@ -155,7 +103,7 @@ class _Watch:
         """``out``'s gradient is complete: check it, run its hooks, report it; returns the gradient to use."""
         out = op.output()
         if self.anomaly:
-            bad = nonfinite(g, "backward")
+            bad = nonfinite(g, "backward", inf=True)
             if bad:
                 raise AnomalyError(f"detect_anomaly: the gradient arriving at {type(op).__name__}'s output holds "
                                    f"{bad} (the sum of finite contributions overflowed) — {describe_op(op)}")
@@ -163,7 +111,7 @@ class _Watch:
         if self.trace is not None:
             ins = ", ".join(self._name(x) for x in op.inputs())
             self._emit("op", i, out, None, f"[{i}] {op_title(op)}: {ins} -> {self._name(out)}")
-        if out in _HOOKS:
+        if out.hooks:
             g = self._run_hooks(out, g, i)
             if out in grads:
                 grads[out] = g
@@ -178,7 +126,7 @@ class _Watch:
             if gx is None or not wanted[k] or not isinstance(gx, RawTensor):
                 continue
             if self.anomaly:
-                bad = nonfinite(gx, "backward")
+                bad = nonfinite(gx, "backward", inf=True)
                 if bad:
                     raise AnomalyError(f"detect_anomaly: the backward rule of {type(op).__name__} produced {bad} in "
                                        f"the gradient for input {k} ({shape_dtype(x)}) from a finite incoming "
@@ -198,30 +146,28 @@ class _Watch:
         for x, g in list(grads.items()):
             if x in self.produced or g is None:
                 continue
-            if self.anomaly and nonfinite(g, "backward"):
+            if self.anomaly and nonfinite(g, "backward", inf=True):
                 raise AnomalyError(f"detect_anomaly: the gradient of a leaf tensor of {shape_dtype(x)} holds "
-                                   f"{nonfinite(g, 'backward')} (the sum of finite contributions overflowed)")
-            if x in _HOOKS and x not in self.hooked:
+                                   f"{nonfinite(g, 'backward', inf=True)} (the sum of finite contributions overflowed)")
+            if x.hooks and x not in self.hooked:
                 grads[x] = g = self._run_hooks(x, g, None)
             self._emit("leaf", None, x, g, f"leaf  ∂ℒ/∂{self._name(x)} = {format_values(g)}")
 
     def _run_hooks(self, x: RawTensor, g: RawTensor, op_index: int | None) -> RawTensor:
         self.hooked.add(x)
-        for fn in list(_HOOKS.get(x, {}).values()):
+        for fn in list(x.hooks.values()):
             result = fn(Tensor(g, self.rules))
             if result is None:
                 self._emit("hook", op_index, x, g, f"      hook {_fn_name(fn)} on {self._name(x)} saw the gradient")
                 continue
             new = result.raw() if isinstance(result, Tensor) else result
             where = f"hook {_fn_name(fn)} on a tensor of {shape_dtype(x)}"
-            if not isinstance(new, RawTensor):
+            if new is not None and not isinstance(new, RawTensor):
                 raise TypeError(f"{where}: returned {type(result).__name__}; expected None, a Tensor or a RawTensor")
-            if tuple(new.shape) != tuple(x.shape):
-                raise ShapeError(f"{where}: returned a gradient of shape {tuple(new.shape)}; expected {tuple(x.shape)}")
-            if new.dtype is not x.dtype:
-                raise DTypeError(f"{where}: returned a gradient of dtype {new.dtype.value}; expected {x.dtype.value}")
-            if self.anomaly and nonfinite(new, "backward"):
-                raise AnomalyError(f"detect_anomaly: {where} returned a gradient holding {nonfinite(new, 'backward')}")
+            check_gradient(where, new, x)
+            if self.anomaly and nonfinite(new, "backward", inf=True):
+                raise AnomalyError(f"detect_anomaly: {where} returned a gradient holding "
+                                   f"{nonfinite(new, 'backward', inf=True)}")
             self._emit("hook", op_index, x, new,
                        f"      hook {_fn_name(fn)} on {self._name(x)} replaced the gradient with {format_values(new)}")
             g = new
@@ -230,3 +176,16 @@ class _Watch:
 
 def _fn_name(fn: Callable) -> str:
     return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
+def register_hook(t: Any, fn: Callable[[Tensor], Any]) -> Any:
+    """Call ``fn(grad)`` with ``t``'s gradient once it is complete in a backward walk.
+
+    ``grad`` is a Tensor on the backend that runs the rules (so ops on it are not recorded).
+    ``fn`` returns None to only look, or a Tensor/RawTensor of the same shape, dtype and backend
+    to replace the gradient: the walk then goes on with the replacement. Runs right before the op
+    that produced ``t`` applies its rule, or at the end of the walk for a leaf. Hooks run in the
+    order they were registered; ``handle.remove()`` removes one. The hooks live on the tensor
+    (and move with a Parameter's values from step to step)."""
+    raw = t if isinstance(t, RawTensor) else t.raw()
+    return raw.register_hook(fn)
