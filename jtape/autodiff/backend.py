@@ -45,7 +45,7 @@ class AutodiffBackend:
     def tape(self) -> GradientTape:
         return self._tape
 
-    get_tape = tape  # the seed's GetTape, for BackwardCapable
+    get_tape = tape  # Born's GetTape, for BackwardCapable
 
     @contextmanager
     def using_tape(self, tape: GradientTape) -> Iterator[GradientTape]:
@@ -94,23 +94,29 @@ class AutodiffBackend:
 
 def _recorded(op: OpDef) -> Callable[..., RawTensor]:
     """The one recording wrapper: check the call, run it on the inner backend, then record
-    ``op.operation(out, *inputs, **statics)`` — only while the tape records, for a float result,
-    and when some input wants a gradient; otherwise the result is a constant."""
-    bind, check, operation, flat = op.bind, op.check, op.operation, bool(op._sequences)
+    ``op.operation(out, *inputs, **statics)`` — when the result is a float, some input wants a
+    gradient and the tape records (``GradientTape.add``); otherwise the result is a constant.
+    Written flat, because it is the path of every eager op."""
+    bind, check, operation, name = op.bind, op.check, op.operation, op.name
+    arity, flat = op.arity, bool(op._sequences)
 
     def method(self: AutodiffBackend, *args: Any, **kwargs: Any) -> RawTensor:
-        args = bind(args, kwargs)
+        if kwargs or len(args) != arity:
+            args = bind(args, kwargs)
         inputs, statics, shape, dtype = check(args)
-        out = self._run(op, args, inputs, statics, shape, dtype)
+        execute = self._execute
+        out = execute(op, inputs, statics, shape, dtype) if execute is not None else getattr(self._inner, name)(*args)
         if dtype.floating:
             if flat:
-                inputs = [t for x in inputs for t in (x if isinstance(x, tuple) else (x,))]
-            if self._tape.is_recording() and any(x.requires_grad and x.dtype.floating for x in inputs):
-                self._tape.record(operation(out, *inputs, **statics))
+                inputs = [t for x in inputs for t in (x if x.__class__ is tuple else (x,))]
+            for x in inputs:
+                if x.requires_grad and x.dtype.floating:
+                    self._tape.add(operation, out, inputs, statics)
+                    break
             else:
                 out.requires_grad = False
         return out
-    return op.describe(method, f"{op.name} on the inner backend, recorded as {operation.__name__} on the tape.")
+    return op.describe(method, f"{name} on the inner backend, recorded as {operation.__name__} on the tape.")
 
 
 def _forwarded(op: OpDef) -> Callable[..., Any]:
@@ -138,7 +144,7 @@ subscribe(_install)
 
 @runtime_checkable
 class BackwardCapable(Backend, Protocol):
-    """A Backend with a gradient tape (the seed's BackwardCapable): AutodiffBackend is one.
+    """A Backend with a gradient tape (Born's BackwardCapable): AutodiffBackend is one.
     ``autodiff.backward`` accepts any backend that satisfies it."""
 
     def get_tape(self) -> GradientTape: ...

@@ -137,7 +137,7 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
             with ExitStack() as stack:
                 for b in found.values():       # each trace records on tapes of its own
                     if hasattr(b, "using_tape"):
-                        private = GradientTape()
+                        private = GradientTape(traced=True)
                         if b.tape().is_recording():
                             private.start_recording()
                         stack.enter_context(b.using_tape(private))

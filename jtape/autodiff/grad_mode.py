@@ -15,12 +15,12 @@ class _State(threading.local):
     depth = 0  # a class default: reading it in a new thread costs no exception
 
 
-_state = _State()
+GRAD = _State()  # this thread's no_grad depth (the tape reads it on every op)
 
 
 def is_grad_enabled() -> bool:
     """False inside a ``no_grad`` block of the current thread."""
-    return not _state.depth
+    return not GRAD.depth
 
 
 class no_grad:
@@ -38,11 +38,11 @@ class no_grad:
             return fn()
 
     def __enter__(self) -> "no_grad":
-        _state.depth += 1
+        GRAD.depth += 1
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        _state.depth -= 1
+        GRAD.depth -= 1
 
 
 class enable_grad:
@@ -51,8 +51,8 @@ class enable_grad:
     requested second-order walk records even when called from inside ``no_grad``."""
 
     def __enter__(self) -> "enable_grad":
-        self._depth, _state.depth = _state.depth, 0
+        self._depth, GRAD.depth = GRAD.depth, 0
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        _state.depth = self._depth
+        GRAD.depth = self._depth

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
-from ..tensor.raw import RawTensor, check_gradient
+from ..tensor.raw import HOOKS, RawTensor, check_gradient
 from ..tensor.tensor import Tensor
 from .anomaly import SWITCHES, AnomalyError, describe_op, nonfinite, shape_dtype
 from .views import format_values, op_title, tensor_names
@@ -67,7 +67,7 @@ class tracing:
 def observe(ops: list, seeds: dict, rules: Any, trace: Callable | None = None) -> "Observer | None":
     """An observer for one walk, or None when there is nothing to watch (the common case)."""
     trace = trace if trace is not None else _local.trace
-    if trace is None and not SWITCHES.anomaly and not any(_hooked(op) for op in ops):
+    if trace is None and not SWITCHES.anomaly and not (HOOKS.ever and any(_hooked(op) for op in ops)):
         return None
     return Observer(ops, seeds, rules, trace)
 

@@ -7,13 +7,15 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from jax.core import Tracer
+
 from ..ops.base import Operation
 from ..tensor.errors import TapeError
 from ..tensor.raw import RawTensor, check_gradient
 from . import views
 from .anomaly import SWITCHES, on_record
 from .fusion import apply_rule
-from .grad_mode import enable_grad, is_grad_enabled
+from .grad_mode import GRAD, enable_grad
 from .observers import observe
 
 
@@ -25,9 +27,13 @@ class GradientTape:
     topological order, and the walk needs no graph search and no recursion.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, traced: bool | None = None) -> None:
         self._ops: list[Operation] = []
         self._recording = False
+        # A tape made inside a jax trace (jtape.jit's private tapes, a backend created inside a
+        # jax.jit-ed function) lives with that trace and may hold its tracers; a tape made outside
+        # never holds any (see ``add``).
+        self._traced = inside_jax_trace() if traced is None else traced
 
     # -- recording ---------------------------------------------------------------------------
     def start_recording(self) -> None:
@@ -38,7 +44,7 @@ class GradientTape:
 
     def is_recording(self) -> bool:
         """True when recording is on and the current thread is not inside ``no_grad``."""
-        return self._recording and is_grad_enabled()
+        return self._recording and not GRAD.depth
 
     @contextmanager
     def recording(self) -> Iterator[None]:
@@ -54,10 +60,23 @@ class GradientTape:
 
     def record(self, op: Operation) -> None:
         """Append ``op`` if the tape is recording (and the thread is not in ``no_grad``)."""
-        if self._recording and is_grad_enabled():
+        if self._recording and not GRAD.depth:
             if SWITCHES.on:  # capture_source / detect_anomaly (off: this check is all it costs)
                 on_record(op)
             self._ops.append(op)  # one atomic list append: threads may record on one tape
+
+    def add(self, operation: type, out: RawTensor, inputs: list, statics: dict) -> None:
+        """Record ``operation(out, *inputs, **statics)`` if the tape records now; otherwise ``out``
+        is a constant (``requires_grad`` False): under ``no_grad``, while stopped, and — on a tape
+        made outside a jax trace — when ``out`` holds a jax tracer (jax.jit / jax.vmap / jax.grad
+        of jtape code): such ops are not kept, so no tracer is ever left on this tape."""
+        if self._recording and not GRAD.depth and (self._traced or not isinstance(out.data, Tracer)):
+            op = operation(out, *inputs, **statics)
+            if SWITCHES.on:
+                on_record(op)
+            self._ops.append(op)
+        else:
+            out.requires_grad = False
 
     def clear(self) -> list[Operation]:
         """Drop every recorded op (and with them the tensors they saved). Recording state stays.
@@ -227,6 +246,16 @@ def _check_released(grads: dict, sources: Iterable[RawTensor] | None) -> None:
         if x.released and (wanted is None or x not in wanted):
             raise TapeError(f"backward: the gradient reached {x!r}, whose history is gone — {_RELEASED}. Stopping "
                             f"there would return a partial gradient")
+
+
+def inside_jax_trace() -> bool:
+    """Is a jax transformation (jit, vmap, grad, ...) tracing the calling code right now?"""
+    try:
+        from jax._src.core import trace_state_clean
+    except ImportError:  # a jax without this helper: a jit-staged op returns a tracer
+        import jax.numpy as jnp
+        return isinstance(jnp.zeros(()), Tracer)
+    return not trace_state_clean()
 
 
 def new_gradient_tape() -> GradientTape:

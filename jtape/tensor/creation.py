@@ -1,4 +1,4 @@
-"""Creating tensors: ``from_slice`` (the seed's ``FromSlice``), ``from_numpy``, ``zeros``, ``ones``,
+"""Creating tensors: ``from_slice`` (Born's ``FromSlice``), ``from_numpy``, ``zeros``, ``ones``,
 ``full``, ``arange``, ``randn`` and ``rand``.
 
 Each takes the backend the tensor will live on; on an ``AutodiffBackend`` the new tensor is a

@@ -65,6 +65,10 @@ class DataType(enum.Enum):
         """The largest finite value of a float dtype (float16: 65504)."""
         return float(ml_dtypes.finfo(_NUMPY[self]).max)
 
+    # Members are singletons: hash by identity, in C (Enum's own __hash__ is Python code, and every
+    # op's check hashes the input dtypes).
+    __hash__ = object.__hash__
+
     def __repr__(self) -> str:
         return f"jtape.{self.value}"
 

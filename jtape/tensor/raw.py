@@ -15,6 +15,15 @@ from .shape import Device, Shape
 _hook_keys = itertools.count()
 
 
+class _Hooks:
+    """Whether any tensor was ever given a hook: until then a backward walk need not look for them."""
+
+    ever = False
+
+
+HOOKS = _Hooks()
+
+
 class RawTensor:
     """A backend's array with its shape, dtype and device.
 
@@ -64,6 +73,7 @@ class RawTensor:
                              f"(no gradient reaches integer or bool tensors)")
         if self.hooks is None:
             self.hooks = {}
+        HOOKS.ever = True
         key = next(_hook_keys)
         self.hooks[key] = fn
         return HookHandle(self.hooks, key)

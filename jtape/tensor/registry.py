@@ -101,9 +101,12 @@ class OpDef:
         Results are cached, keyed on the inputs' shapes and dtypes and the normalised statics
         (scalars, which compiled kernels take as traced arguments, are left out of the key)."""
         name = self.name
-        statics = {n: kind.normalize(name, n, args[i]) for i, n, kind in self.statics} if self.statics else {}
-        inputs = []
-        key: list = [tuple(statics[n] for n in self._keyed)]
+        statics = {}
+        for i, n, kind in self.statics:
+            statics[n] = kind.normalize(name, n, args[i])
+        inputs, key = [], []
+        for n in self._keyed:
+            key.append(statics[n])
         for i in self.inputs:
             x = args[i]
             if i in self._sequences:
@@ -111,7 +114,7 @@ class OpDef:
                 for t in x:
                     if t.__class__ is not RawTensor:
                         raise _not_raw(name, self.params[i].name, t)
-                key.append(tuple((t.shape, t.dtype) for t in x))
+                key.append(tuple([(t.shape, t.dtype) for t in x]))
             else:
                 if x.__class__ is not RawTensor:
                     raise _not_raw(name, self.params[i].name, x)

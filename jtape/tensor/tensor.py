@@ -2,10 +2,7 @@
 
 Every op of the registry is a ``Tensor`` method of the same name (installed by
 ``install_op_method`` when the op is registered), so on an ``AutodiffBackend`` every method is
-recorded on the tape. A few methods are written here by hand because their Tensor spelling
-differs from the backend op (``sum``, ``mean``, ``reshape(*shape)``, ``cat(others)``,
-``where(condition, other)``), and the operators map onto ops: ``+ - * /`` (Python scalars on
-either side), ``@``, unary ``-``, and comparisons, which give bool tensors.
+recorded on the tape. The operators and the few hand-written methods are in ``operators.py``.
 
 This module imports nothing of jtape outside ``jtape.tensor``: gradients are the backend's
 business (``Tensor.backward`` asks its backend, which a plain backend answers with an error).
@@ -19,14 +16,13 @@ import jax
 import numpy as np
 
 from .dtype import DataType
-from .errors import BackendError, DTypeError, ShapeError, TapeError
+from .errors import DTypeError, ShapeError, TapeError
+from .operators import TensorOperators
 from .raw import HookHandle, RawTensor, check_gradient
 from .shape import Device, Shape
 
-_SCALARS = (int, float, np.generic)
 
-
-class Tensor:
+class Tensor(TensorOperators):
     """A tensor on a backend. ``t.raw()`` is its RawTensor, ``t.backend`` the backend.
 
     After ``loss.backward()``, ``t.grad`` holds ∂loss/∂t for every leaf tensor ``t`` (one that
@@ -210,131 +206,30 @@ class Tensor:
         raw.requires_grad = False
         return Tensor(raw, self.backend)
 
-    # -- operands ------------------------------------------------------------------------------
-    def _lift(self, other: Any, op: str) -> RawTensor:
-        """A Tensor's raw (same backend), or a number / NumPy scalar / 0-d array as a 0-d constant
-        of this tensor's dtype."""
-        if isinstance(other, Tensor):
-            if other.backend is not self.backend:
-                raise BackendError(f"{op}: got tensors from two backends ({self.backend.name()} and "
-                                   f"{other.backend.name()}); expected both on the same backend")
-            return other._raw
-        if isinstance(other, bool) or not isinstance(other, _SCALARS + (np.ndarray,)) or np.ndim(other) != 0:
-            raise TypeError(f"{op}: got an operand of type {type(other).__name__}; expected a Tensor or a Python "
-                            f"number")
-        raw = self.backend.full((), other.item() if hasattr(other, "item") else other, self.dtype)
-        raw.requires_grad = False
-        return raw
-
-    def _wrap(self, out: Any) -> Any:
-        if isinstance(out, RawTensor):
-            return Tensor(out, self.backend)
-        return [Tensor(r, self.backend) for r in out]
-
-    def _arith(self, op: str, other: Any) -> "Tensor":
-        if other.__class__ in (int, float) or (isinstance(other, np.generic) and not isinstance(other, np.bool_)):
-            return Tensor(getattr(self.backend, op + "_scalar")(self._raw, other), self.backend)
-        return Tensor(getattr(self.backend, op)(self._raw, self._lift(other, op)), self.backend)
-
-    # -- arithmetic ----------------------------------------------------------------------------
-    def add(self, other: Any) -> "Tensor":
-        return self._arith("add", other)
-
-    def sub(self, other: Any) -> "Tensor":
-        return self._arith("sub", other)
-
-    def mul(self, other: Any) -> "Tensor":
+    # -- the arithmetic operators' fast path (everything else: TensorOperators) --------------------
+    def __mul__(self, other: Any) -> "Tensor":   # fast path: Tensor ∘ Tensor, one backend
+        if other.__class__ is Tensor and other.backend is self.backend:
+            return Tensor(self.backend.mul(self._raw, other._raw), self.backend)
         return self._arith("mul", other)
 
-    def div(self, other: Any) -> "Tensor":
+    def __add__(self, other: Any) -> "Tensor":
+        if other.__class__ is Tensor and other.backend is self.backend:
+            return Tensor(self.backend.add(self._raw, other._raw), self.backend)
+        return self._arith("add", other)
+
+    def __sub__(self, other: Any) -> "Tensor":
+        if other.__class__ is Tensor and other.backend is self.backend:
+            return Tensor(self.backend.sub(self._raw, other._raw), self.backend)
+        return self._arith("sub", other)
+
+    def __truediv__(self, other: Any) -> "Tensor":
+        if other.__class__ is Tensor and other.backend is self.backend:
+            return Tensor(self.backend.div(self._raw, other._raw), self.backend)
         return self._arith("div", other)
 
-    __add__, __sub__, __mul__, __truediv__ = add, sub, mul, div
-    __radd__, __rmul__ = add, mul
-
-    def __rsub__(self, other: Any) -> "Tensor":
-        return Tensor(self.backend.sub(self._lift(other, "sub"), self._raw), self.backend)
-
-    def __rtruediv__(self, other: Any) -> "Tensor":
-        return Tensor(self.backend.div(self._lift(other, "div"), self._raw), self.backend)
-
-    def __neg__(self) -> "Tensor":
-        return Tensor(self.backend.mul_scalar(self._raw, -1), self.backend)
-
-    def __pos__(self) -> "Tensor":
-        return self
-
-    def __matmul__(self, other: "Tensor") -> "Tensor":
-        return Tensor(self.backend.matmul(self._raw, self._lift(other, "matmul")), self.backend)
-
-    def __rmatmul__(self, other: "Tensor") -> "Tensor":
-        return Tensor(self.backend.matmul(self._lift(other, "matmul"), self._raw), self.backend)
-
-    # -- methods whose Tensor spelling differs from the backend op -----------------------------------
-    def sum(self) -> "Tensor":
-        """The sum of all elements (a 0-d tensor)."""
-        return Tensor(self.backend.sum(self._raw), self.backend)
-
-    def mean(self) -> "Tensor":
-        """The mean of all elements (a 0-d tensor; float dtypes), exact for any size in every float dtype."""
-        if not self.dtype.is_float:
-            raise DTypeError(f"mean: got dtype {self.dtype.value}; expected a float dtype (cast first: "
-                             f"t.cast('float32').mean())")
-        return Tensor(self.backend.mean_dim(self._raw, None, False), self.backend)
-
-    def reshape(self, *shape: Any) -> "Tensor":
-        if len(shape) == 1 and not isinstance(shape[0], int):
-            shape = shape[0]
-        return Tensor(self.backend.reshape(self._raw, shape), self.backend)
-
-    def expand(self, *shape: Any) -> "Tensor":
-        if len(shape) == 1 and not isinstance(shape[0], int):
-            shape = shape[0]
-        return Tensor(self.backend.expand(self._raw, shape), self.backend)
-
-    @property
-    def T(self) -> "Tensor":
-        return self.transpose()
-
-    def cat(self, others: Sequence["Tensor"], dim: int = 0) -> "Tensor":
-        """This tensor joined with ``others`` along ``dim``."""
-        return Tensor(self.backend.cat([self._raw] + [self._lift(o, "cat") for o in others], dim), self.backend)
-
-    def where(self, condition: "Tensor", other: Any) -> "Tensor":
-        """``condition ? self : other`` elementwise (torch's ``x.where(cond, y)``)."""
-        return Tensor(self.backend.where(self._lift(condition, "where"), self._raw, self._lift(other, "where")),
-                      self.backend)
-
-    def astype(self, dtype: DataType | str) -> "Tensor":
-        return self.cast(dtype)
-
-    # -- comparisons and logic as operators --------------------------------------------------------
-    def __eq__(self, other: Any) -> "Tensor":  # type: ignore[override]
-        return self.equal(other)
-
-    def __ne__(self, other: Any) -> "Tensor":  # type: ignore[override]
-        return self.not_equal(other)
-
-    def __gt__(self, other: Any) -> "Tensor":
-        return self.greater(other)
-
-    def __ge__(self, other: Any) -> "Tensor":
-        return self.greater_equal(other)
-
-    def __lt__(self, other: Any) -> "Tensor":
-        return self.lower(other)
-
-    def __le__(self, other: Any) -> "Tensor":
-        return self.lower_equal(other)
-
-    def __and__(self, other: Any) -> "Tensor":
-        return self.and_(other)
-
-    def __or__(self, other: Any) -> "Tensor":
-        return self.or_(other)
-
-    def __invert__(self) -> "Tensor":
-        return self.not_()
+    def _new(self, raw: RawTensor) -> "Tensor":
+        """A result on this tensor's backend (always a plain Tensor, also for a Parameter)."""
+        return Tensor(raw, self.backend)
 
 
 def install_op_method(op: Any) -> None:
@@ -343,7 +238,7 @@ def install_op_method(op: Any) -> None:
     other Tensor arguments are unwrapped, and numbers passed for tensor parameters become 0-d
     constants of the tensor's dtype. Results come back as Tensors."""
     existing = Tensor.__dict__.get(op.name)
-    if not op.method or (existing is not None and not getattr(existing, "_generated", False)):
+    if not op.method or (existing is not None and getattr(existing, "op", None) is None):
         return
     params = op.params
     if not params or not params[0].annotation.tensor:
@@ -366,7 +261,7 @@ def install_op_method(op: Any) -> None:
 
     method.__name__ = method.__qualname__ = name
     method.__doc__ = op.doc
-    method._generated = True  # type: ignore[attr-defined]
+    method.op = op  # type: ignore[attr-defined]  # marks a generated method (hand-written ones have none)
     setattr(Tensor, name, method)
 
 
