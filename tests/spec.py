@@ -395,6 +395,7 @@ SPECS: tuple[OpSpec, ...] = (
     # unary math and activations (float only)
     unary("exp", jnp.exp),
     unary("log", jnp.log, domain=positive),
+    unary("log1p", jnp.log1p, domain=positive),
     unary("sqrt", jnp.sqrt, domain=positive),
     unary("rsqrt", lambda x: 1 / jnp.sqrt(x), domain=positive),
     unary("sin", jnp.sin),

@@ -68,6 +68,23 @@ class LogOp(Operation):
         return [g / x]
 
 
+@op(jax=jnp.log1p, numpy=np.log1p)
+def log1p(x: Tensor):
+    """log(1 + x), elementwise, accurate for small x (NaN below -1, -inf at -1)."""
+    return float_unary("log1p", x)
+
+
+@log1p.rule
+class Log1pOp(Operation):
+    """out = log(1 + x).   Derivation: d log(1 + x)/dx = 1/(1 + x), so  grad_x = g / (1 + x).   Saves: x."""
+
+    __slots__ = ()
+    fuse = True
+
+    def vjp(self, g, out, x):
+        return [g / (x + 1.0)]
+
+
 @op(jax=jnp.sqrt, numpy=np.sqrt)
 def sqrt(x: Tensor):
     """√x, elementwise."""
