@@ -119,8 +119,7 @@ class TensorOperators:
 
     def where(self, condition: "Tensor", other: Any) -> "Tensor":
         """``condition ? self : other`` elementwise (torch's ``x.where(cond, y)``)."""
-        return self._new(self.backend.where(self._lift(condition, "where"), self._raw, self._lift(other, "where")),
-                      self.backend)
+        return self._new(self.backend.where(self._lift(condition, "where"), self._raw, self._lift(other, "where")))
 
     def astype(self, dtype: DataType | str) -> "Tensor":
         return self.cast(dtype)

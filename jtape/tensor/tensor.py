@@ -237,7 +237,7 @@ def install_op_method(op: Any) -> None:
     calls ``t.backend.softmax(t.raw(), 1)``. The tensor fills the op's first tensor parameter;
     other Tensor arguments are unwrapped, and numbers passed for tensor parameters become 0-d
     constants of the tensor's dtype. Results come back as Tensors."""
-    existing = Tensor.__dict__.get(op.name)
+    existing = getattr(Tensor, op.name, None)
     if not op.method or (existing is not None and getattr(existing, "op", None) is None):
         return
     params = op.params
