@@ -10,12 +10,13 @@ from .backend import AutodiffBackend, BackwardCapable, new
 from .compiled import jit
 from .custom import custom_op
 from .engine import backward, gradient, tensor_backward
+from .forward import jvp
 from .grad_mode import is_grad_enabled, no_grad
 from .tape import GradientTape, new_gradient_tape
 from .views import GraphvizError, label
 from .watch import HookHandle, TraceEvent, register_hook, tracing
 
 __all__ = ["AutodiffBackend", "BackwardCapable", "GradientTape", "backward", "custom_op", "gradient", "is_grad_enabled",
-           "jit", "new", "new_gradient_tape", "no_grad", "tensor_backward"]
+           "jit", "jvp", "new", "new_gradient_tape", "no_grad", "tensor_backward"]
 __all__ += ["AnomalyError", "GraphvizError", "HookHandle", "SourceLocation", "TraceEvent", "capture_source",
             "detect_anomaly", "is_anomaly_enabled", "label", "register_hook", "tracing"]  # teaching views
