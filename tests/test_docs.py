@@ -23,7 +23,8 @@ def load(name):
     return module
 
 
-gen_ops, hooks, gen_figures = load("gen_ops"), load("hooks"), load("gen_figures")
+gen_ops, hooks, gen_figures, gen_notebooks = load("gen_ops"), load("hooks"), load("gen_figures"), load("gen_notebooks")
+unimath = load("unimath")
 
 
 def all_op_classes():
@@ -40,10 +41,11 @@ def test_generator_lists_every_op_class_with_its_derivation_and_rule():
         page = pages[f"ops/{family}.md"]
         assert f"## {cls.__name__}\n" in page
         assert f"Recorded by `backend.{method}(...)`" in page
-        assert inspect.getdoc(cls) in page                                   # the derivation, verbatim
+        assert unimath.docstring_to_markdown(inspect.getdoc(cls)) in page    # the derivation, typeset
         assert inspect.getsource(cls.backward).strip().splitlines()[-1].strip() in page   # the rule's code
         assert f"| `{method}` | [`{cls.__name__}`]({family}.md#{cls.__name__.lower()}) |" in index
-    assert inspect.getdoc(jtape.ops.Operation) in index
+    assert unimath.docstring_to_markdown(inspect.getdoc(jtape.ops.Operation)) in index
+    assert "``" not in index and all("``" not in page for page in pages.values())   # no reST literals shown
 
 
 def test_pages_follow_the_docstrings(monkeypatch):
@@ -55,7 +57,8 @@ def test_pages_follow_the_docstrings(monkeypatch):
 def test_mkdocs_yml_lists_every_page_and_runs_the_generators():
     config = (ROOT / "mkdocs.yml").read_text()
     nav = re.findall(r"^\s+- (?:[^:\n]+: )?([\w/-]+\.md)$", config, re.M)
-    generated = gen_ops.nav()
+    generated = gen_ops.nav() + gen_notebooks.nav()
+    assert len(gen_notebooks.nav()) >= 3
     assert sorted(p for p in nav if p.startswith("ops/")) == sorted(generated)
     for page in nav:
         if page not in generated:
