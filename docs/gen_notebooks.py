@@ -17,8 +17,9 @@ import base64
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 NOTEBOOKS = Path(__file__).resolve().parent / "notebooks"
 TIMEOUT_S = 300          # per cell
@@ -59,7 +60,7 @@ def to_markdown(book: Any, stem: str, write_file: Callable[[str, bytes], None]) 
             if k == 0:                                   # after the title: where the page comes from
                 text = re.sub(r"^(# .*)$", rf"\1\n\n*This page is the notebook [`{stem}.ipynb`]({stem}.ipynb) — "
                               r"download it and run it in Jupyter — executed when the site was built.*",
-                              text, count=1, flags=re.M)
+                              text, count=1, flags=re.MULTILINE)
             parts.append(text)
             continue
         if cell.cell_type != "code":

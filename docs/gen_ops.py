@@ -3,7 +3,7 @@
 One page per op family — per module of ``jtape.ops`` that defines a class of
 ``jtape.ops.OP_CLASSES`` or ``GRADIENT_OP_CLASSES`` — holding, for each class, the Backend
 method that records it, its docstring (the derivation) typeset — the plain-Unicode maths of the
-docstring turned into LaTeX by ``docs/unimath.py`` — and the source of its ``backward`` (the
+docstring turned into LaTeX by ``docs/docmath.py`` — and the source of its ``backward`` (the
 rule). Nothing is copied by hand, so the pages cannot drift from the code.
 ``ops/index.md`` lists every op and the contract every rule follows (``Operation``).
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import jtape.ops
 from jtape.ops import OP_CLASSES, Operation, base
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))       # docs/: the maths converter
-from unimath import docstring_to_markdown, inline_markdown  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))       # docs/: the maths converter (docmath, unimath)
+from docmath import docstring_to_markdown, inline_markdown  # noqa: E402
 
 
 def op_classes() -> dict[str, type]:

@@ -9,7 +9,7 @@ cannot drift from it. A block that raises fails the build, naming the page and t
 ``docs/gen_figures.py`` runs the same blocks (``run_blocks``) to draw the pages' figures.
 
 On every page, a line ``<!-- derivation: jtape.ops.MulOp -->`` is replaced by that object's
-docstring, typeset (``docs/unimath.py``: its Unicode maths as LaTeX), in a box — so a page quotes
+docstring, typeset (``docs/docmath.py``: its Unicode maths as LaTeX), in a box — so a page quotes
 a rule's derivation from the code rather than copying it.
 """
 
@@ -28,8 +28,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))       # docs/: the maths converter
-from unimath import docstring_to_markdown  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))       # docs/: the maths converter (docmath, unimath)
+from docmath import docstring_to_markdown  # noqa: E402
 
 FENCE = re.compile(r"^```python\n(.*?)^```[ \t]*\n", re.S | re.M)
 DERIVATION = re.compile(r"^<!-- derivation: ([\w.]+) -->[ \t]*$", re.M)

@@ -40,7 +40,7 @@ def katex_dist() -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     cmd = [npm, "install", "--prefix", str(CACHE), f"katex@{KATEX_VERSION}", "--no-save", "--no-package-lock",
            "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
     if done.returncode != 0 or not _complete(dist):
         raise PluginError(f"math_assets: `{' '.join(cmd)}` failed (exit {done.returncode}):\n{done.stderr[-2000:]}")
     return dist

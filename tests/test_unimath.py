@@ -1,4 +1,5 @@
-"""docs/unimath.py: the docstrings' plain-Unicode maths -> LaTeX for the site, on every op's docstring."""
+"""docs/unimath.py and docs/docmath.py: the docstrings' plain-Unicode maths -> LaTeX for the site, on every
+op's docstring."""
 
 import importlib.util
 import inspect
@@ -13,11 +14,18 @@ from jtape.ops import OP_CLASSES, Operation, base
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 sys.path.insert(0, str(DOCS))
-_spec = importlib.util.spec_from_file_location("unimath", DOCS / "unimath.py")
-unimath = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(unimath)
 
-MATH_SPAN = re.compile(r"\$\$\n(.*?)\n\$\$|\$([^$\n]+)\$", re.S)
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, DOCS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+unimath, docmath = load("unimath"), load("docmath")
+
+MATH_SPAN = re.compile(r"\$\$\n(.*?)\n\$\$|\$([^$\n]+)\$", re.DOTALL)
 CODE_SPAN = re.compile(r"`[^`]*`")
 
 
@@ -57,27 +65,27 @@ def test_to_latex_examples(unicode, latex):
 
 
 def test_segments_keep_prose_as_prose():
-    got = unimath.segments("Derivation: ∂out/∂x = 1, so the VJP passes g through, with keep_dim.")
+    got = docmath.segments("Derivation: ∂out/∂x = 1, so the VJP passes g through, with keep_dim.")
     assert got == [("prose", "Derivation: "), ("math", "∂out/∂x = 1"),
                    ("prose", ", so the VJP passes g through, with "), ("code", "keep_dim"), ("prose", ".")]
-    assert unimath.segments("Where a or b was broadcast (copied), the adjoint sums") == [
+    assert docmath.segments("Where a or b was broadcast (copied), the adjoint sums") == [
         ("prose", "Where a or b was broadcast (copied), the adjoint sums")]
-    assert unimath.segments("the inputs' shapes and x's slab") == [("prose", "the inputs' shapes and x's slab")]
+    assert docmath.segments("the inputs' shapes and x's slab") == [("prose", "the inputs' shapes and x's slab")]
 
 
 def test_docstring_to_markdown_makes_indented_formulas_display_maths():
     doc = "out = a * b.\n\nDerivation: ∂out/∂a = b, so\n    grad_a = g * b      grad_b = g * a\nSaves: a, b."
-    assert unimath.docstring_to_markdown(doc) == (
+    assert docmath.docstring_to_markdown(doc) == (
         "$\\mathrm{out} = a \\cdot b$.\n\n**Derivation:** $\\frac{\\partial \\mathrm{out}}{\\partial a} = b$, so\n\n"
         "$$\n\\mathrm{grad}_{a} = g \\cdot b \\qquad \\mathrm{grad}_{b} = g \\cdot a\n$$\n\n**Saves:** a, b.\n")
-    assert unimath.inline_markdown("``g = ∂ℒ/∂out`` and ``None``") == \
+    assert docmath.inline_markdown("``g = ∂ℒ/∂out`` and ``None``") == \
         r"$g = \frac{\partial \mathcal{L}}{\partial \mathrm{out}}$ and `None`"
 
 
 @pytest.mark.parametrize("name", sorted(documented()))
 def test_every_docstring_typesets_cleanly(name):
     """No raw $ or reST backticks, all maths ASCII LaTeX, and no Unicode maths left in the prose."""
-    markdown = unimath.docstring_to_markdown(documented()[name])
+    markdown = docmath.docstring_to_markdown(documented()[name])
     assert "``" not in markdown, markdown
     spans = [display or inline for display, inline in MATH_SPAN.findall(markdown)]
     assert spans or not name.endswith("Op"), name                       # every rule's derivation has maths
