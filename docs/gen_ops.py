@@ -2,9 +2,10 @@
 
 One page per op family — per module of ``jtape.ops`` that defines an op's ``Operation`` class —
 holding, for each class, the op that records it (its signature), its docstring (the derivation)
-verbatim, and the source of its rule (``vjp``). Nothing is copied by hand, so the pages cannot
-drift from the code. ``ops/index.md`` lists every registered op (those without a gradient and the
-composite ones too) and the contract every rule follows (``Operation``).
+typeset — the plain-Unicode maths of the docstring turned into LaTeX by ``docs/docmath.py`` — and
+the source of its rule (``vjp``). Nothing is copied by hand, so the pages cannot drift from the
+code. ``ops/index.md`` lists every registered op (those without a gradient and the composite ones
+too) and the contract every rule follows (``Operation``).
 
     python docs/gen_ops.py OUT_DIR     # writes the pages to OUT_DIR (for a look without mkdocs)
 """
@@ -19,6 +20,9 @@ from pathlib import Path
 import jtape.ops
 from jtape.ops import OP_CLASSES, Operation, base
 from jtape.tensor import REGISTRY
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))       # docs/: the maths converter (docmath, unimath)
+from docmath import docstring_to_markdown, inline_markdown  # noqa: E402
 
 
 def op_classes() -> dict[str, type]:
@@ -67,8 +71,8 @@ def _class_section(method: str, cls: type) -> str:
         f"Recorded by `backend.{method}(...)` · defined in `{where}` · fused rule: {fused} · "
         f"differentiable rule (second order): {second}", "",
         f"Signature: `{signature}`", "",
-        "**Derivation** (the class docstring):", "",
-        _fence(inspect.getdoc(cls) or ""),
+        "*The class docstring, with its maths typeset:*", "",
+        docstring_to_markdown(inspect.getdoc(cls) or ""),
         f"**Rule** (`{rule_method(cls).__name__}`, the code that runs):", "",
         _fence(rule, "python"),
     ])
@@ -83,23 +87,23 @@ def family_pages() -> dict[str, str]:
         intro = (inspect.getdoc(sys.modules[f"jtape.ops.{module_name}"]) or "").split("\n\n", 1)[1:]
         body = [f"# {title}", "", "*Generated from the docstrings and code of "
                 f"`jtape/ops/{module_name}.py` when the site was built.*", ""]
-        body += [_fence(intro[0])] if intro else []
+        body += [docstring_to_markdown(intro[0])] if intro else []
         body += [_class_section(method, cls) for method, cls in members]
         pages[f"ops/{module_name}.md"] = "\n".join(body)
         for method, cls in members:
-            summary = (inspect.getdoc(cls) or "").split("\n")[0].replace("|", "\\|")
+            summary = inline_markdown((inspect.getdoc(cls) or "").split("\n")[0]).replace("|", "\\|")
             rows.append(f"| `{method}` | [`{cls.__name__}`]({module_name}.md#{cls.__name__.lower()}) | {summary} |")
     for name, d in REGISTRY.items():
         if d.operation is None:
             what = "composite: written with other ops, no rule of its own" if d.composite else "no gradient"
-            summary = d.doc.split("\n")[0].replace("|", "\\|")
+            summary = inline_markdown(d.doc.split("\n")[0]).replace("|", "\\|")
             rows.append(f"| `{name}` | {what} | {summary} |")
     index = ["# Ops and their derivations", "",
              "Every differentiable op is one `Operation` class with a hand-derived backward rule (its "
              "vector-Jacobian product); the derivation is the class's docstring. These pages are generated "
              "from the code each time the site is built.", "",
              "## The contract every rule follows", "",
-             _fence(inspect.getdoc(base) or ""), _fence(inspect.getdoc(Operation) or ""),
+             docstring_to_markdown(inspect.getdoc(base) or ""), docstring_to_markdown(inspect.getdoc(Operation) or ""),
              "## Every op", "", "| Backend method | Operation | what it computes |", "|---|---|---|", *rows, ""]
     pages["ops/index.md"] = "\n".join(index)
     return pages

@@ -7,20 +7,32 @@ the printed tapes, traces and gradients on the page are what the code really pri
 cannot drift from it. A block that raises fails the build, naming the page and the block.
 
 ``docs/gen_figures.py`` runs the same blocks (``run_blocks``) to draw the pages' figures.
+
+On every page, a line ``<!-- derivation: jtape.ops.MulOp -->`` is replaced by that object's
+docstring, typeset (``docs/docmath.py``: its Unicode maths as LaTeX), in a box — so a page quotes
+a rule's derivation from the code rather than copying it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import inspect
 import io
 import linecache
 import os
 import re
+import sys
 import tempfile
 import traceback
+from pathlib import Path
 from typing import Any, Callable
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))       # docs/: the maths converter (docmath, unimath)
+from docmath import docstring_to_markdown  # noqa: E402
+
 FENCE = re.compile(r"^```python\n(.*?)^```[ \t]*\n", re.S | re.M)
+DERIVATION = re.compile(r"^<!-- derivation: ([\w.]+) -->[ \t]*$", re.M)
 
 
 class SnippetError(RuntimeError):
@@ -65,8 +77,23 @@ def _cwd(path: str):
         os.chdir(old)
 
 
+def quote_derivations(markdown: str) -> str:
+    """Replace each ``<!-- derivation: module.Name -->`` line with Name's docstring, typeset, in a box."""
+    def box(m: re.Match) -> str:
+        module, _, name = m.group(1).rpartition(".")
+        try:
+            obj = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as e:
+            raise SnippetError(f"derivation marker names {m.group(1)!r}, which does not import: {e}") from e
+        body = docstring_to_markdown(inspect.getdoc(obj) or "")
+        indented = "\n".join(("    " + ln) if ln else "" for ln in body.splitlines())
+        return f'!!! quote "`{name}`: the derivation in its docstring, typeset"\n\n{indented}\n'
+    return DERIVATION.sub(box, markdown)
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """MkDocs event: run the page's blocks when its front matter says ``run: true``."""
+    """MkDocs event: quote derivations; run the page's blocks when its front matter says ``run: true``."""
+    markdown = quote_derivations(markdown)
     if not page.meta.get("run"):
         return markdown
     return run_blocks(markdown, page.file.src_uri)

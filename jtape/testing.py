@@ -73,12 +73,16 @@ class Check:
     def describe(self) -> str:
         where = f"{self.kind}, {self.dtype}, input {self.input} (shape {self.shape})"
         if self.kind == "jax.vjp":
-            text = (f"{where}: at element {self.element} the tape gives {self.got:.6g} but jax.vjp gives "
-                    f"{self.expected:.6g}; max |error| {self.error:.3g} {'<=' if self.ok else '>'} "
-                    f"bound {self.bound:.3g}")
+            if self.ok:
+                text = (f"{where}: matches — largest difference {self.error:.3g} <= bound {self.bound:.3g}, at "
+                        f"element {self.element} (the tape gives {self.got:.6g}, jax.vjp {self.expected:.6g})")
+            else:
+                text = (f"{where}: at element {self.element} the tape gives {self.got:.6g} but jax.vjp gives "
+                        f"{self.expected:.6g}; max |error| {self.error:.3g} > bound {self.bound:.3g}")
         else:
-            text = (f"{where}: ⟨Jᵀu, v⟩ from the tape and ⟨u, J v⟩ by central differences differ by "
-                    f"{self.error:.3g} {'<=' if self.ok else '>'} bound {self.bound:.3g}")
+            text = (f"{where}: ⟨Jᵀu, v⟩ from the tape and ⟨u, J v⟩ by central differences "
+                    f"{'match' if self.ok else 'differ'} — difference {self.error:.3g} "
+                    f"{'<=' if self.ok else '>'} bound {self.bound:.3g}")
             if self.element is not None:
                 text += (f"; worst element {self.element}: the tape gives {self.got:.6g}, central differences "
                          f"give {self.expected:.6g}")

@@ -23,7 +23,8 @@ def load(name):
     return module
 
 
-gen_ops, hooks, gen_figures = load("gen_ops"), load("hooks"), load("gen_figures")
+gen_ops, hooks, gen_figures, gen_notebooks = load("gen_ops"), load("hooks"), load("gen_figures"), load("gen_notebooks")
+docmath = load("docmath")
 
 
 def all_op_classes():
@@ -40,30 +41,35 @@ def test_generator_lists_every_op_class_with_its_derivation_and_rule():
         page = pages[f"ops/{family}.md"]
         assert f"## {cls.__name__}\n" in page
         assert f"Recorded by `backend.{method}(...)`" in page
-        assert inspect.getdoc(cls) in page                                   # the derivation, verbatim
+        assert docmath.docstring_to_markdown(inspect.getdoc(cls)) in page    # the derivation, typeset
         rule = gen_ops.rule_method(cls)
         assert inspect.getsource(rule).strip().splitlines()[-1].strip() in page           # the rule's code
         assert f"| `{method}` | [`{cls.__name__}`]({family}.md#{cls.__name__.lower()}) |" in index
-    assert inspect.getdoc(jtape.ops.Operation) in index
+    assert docmath.docstring_to_markdown(inspect.getdoc(jtape.ops.Operation)) in index
+    for page in pages.values():                                              # no reST literals shown as text
+        assert "``" not in re.sub(r"^```\w*\n.*?^```\n", "", page, flags=re.S | re.M)
 
 
 def test_pages_follow_the_docstrings(monkeypatch):
     from jtape.ops import MulOp
     monkeypatch.setattr(MulOp, "__doc__", "out = a * b.   Derivation: a fresh one, written today.")
-    assert "Derivation: a fresh one, written today." in gen_ops.family_pages()["ops/elementwise.md"]
+    assert "**Derivation:** a fresh one, written today." in gen_ops.family_pages()["ops/elementwise.md"]
 
 
 def test_mkdocs_yml_lists_every_page_and_runs_the_generators():
     config = (ROOT / "mkdocs.yml").read_text()
     nav = re.findall(r"^\s+- (?:[^:\n]+: )?([\w/-]+\.md)$", config, re.M)
-    generated = gen_ops.nav()
-    assert sorted(p for p in nav if p.startswith("ops/")) == sorted(generated)
+    generated = gen_ops.nav() + gen_notebooks.nav()
+    assert len(gen_notebooks.nav()) >= 3
+    assert sorted(p for p in nav if p.startswith(("ops/", "notebooks/"))) == sorted(generated)
     for page in nav:
         if page not in generated:
             assert (DOCS / page).is_file(), page
     handwritten = {str(p.relative_to(DOCS)) for p in DOCS.glob("**/*.md")}
     assert handwritten <= set(nav), handwritten - set(nav)
     assert "- docs/gen_ops.py" in config and "- docs/hooks.py" in config and "strict: true" in config
+    assert "- docs/gen_notebooks.py" in config and "- docs/math_assets.py" in config
+    assert "pymdownx.arithmatex" in config and "font: false" in config      # maths, and nothing from a CDN
 
 
 def test_runnable_pages_run_end_to_end_and_figures_match_their_code():
