@@ -110,7 +110,8 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     Args:
         coordinator_address: ``host:port`` of process 0, where the coordination service listens.
             On a loopback address it binds only to that address.
-        num_processes, process_id: the run's size and this process's id in ``[0, num_processes)``.
+        num_processes: how many processes the run has.
+        process_id: this process's id, in ``[0, num_processes)``.
         local_device_ids: the local devices this process owns (one process per GPU); default all.
         heartbeat_timeout_s: a process silent this long is declared dead and the run is ended
             (default ``JTAPE_HEARTBEAT_TIMEOUT_S`` or 60).

@@ -44,9 +44,17 @@ def body(model, opt):
 def weights_only(p):  # a per-parameter rule: split the input dim of weights, replicate biases
     return P(None, "data") if len(p.shape) == 2 else None
 
+grid = distributed.global_mesh({"data": 2, "model": -1})   # data parallel over 2, parameters split over 2
+assert dict(grid.shape) == {"data": 2, "model": 2}
+try:
+    distributed.global_mesh({"data": 3})
+except ValueError as e:
+    assert "do not fit the 4 devices" in str(e), e
+else:
+    raise AssertionError("a mesh of 3 over 4 devices was accepted")
 runs = {}
 for label, kw in [("one", {}), ("replicated", dict(mesh=mesh)), ("sharded", dict(mesh=mesh, shard_params=True)),
-                  ("rule", dict(mesh=mesh, shard_params=weights_only))]:
+                  ("rule", dict(mesh=mesh, shard_params=weights_only)), ("2d", dict(mesh=grid, shard_params="model"))]:
     model, opt = make()
     step = jtape.jit(body(model, opt), state=[model, opt], **kw)
     rng = np.random.default_rng(0)
@@ -57,7 +65,7 @@ for label, kw in [("one", {}), ("replicated", dict(mesh=mesh)), ("sharded", dict
     runs[label] = (model, opt, step, x, y)
 
 expected = [p.numpy() for p in runs["one"][0].parameters()]
-for label in ("replicated", "sharded", "rule"):
+for label in ("replicated", "sharded", "rule", "2d"):
     got = [distributed.to_host(p.data) for p in runs[label][0].parameters()]
     worst = max(float(np.max(np.abs(a - b))) for a, b in zip(expected, got))
     assert worst <= 1e-5, (label, worst)
@@ -65,6 +73,8 @@ specs = [p.data.sharding.spec for p in runs["sharded"][0].parameters()]
 assert specs == [P("data"), P("data"), P(None, "data"), P()], specs       # 10 does not split over 4
 specs = [p.data.sharding.spec for p in runs["rule"][0].parameters()]
 assert specs == [P(None, "data"), P(), P(None, "data"), P()], specs
+specs = [p.data.sharding.spec for p in runs["2d"][0].parameters()]
+assert specs == [P("model"), P("model"), P(None, "model"), P("model")], specs
 mu = runs["sharded"][1].state[0].mu
 assert [m.sharding.spec for m in mu] == [P("data"), P("data"), P(None, "data"), P()]
 full = distributed.bytes_per_device(runs["replicated"][0], runs["replicated"][1])
