@@ -48,12 +48,21 @@ def test_death_of_the_coordinator_ends_the_other_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_frozen_process_is_declared_dead_by_the_heartbeat(tmp_path):
-    done = launch([WORKER, "die", tmp_path, "--die-at", "3", "--ckpt-at", "99", "--freeze"], env=FAST, grace=5)
+@pytest.mark.parametrize("bound", ["heartbeat", "collective timeout"])
+def test_frozen_process_ends_the_run(tmp_path, bound):
+    # A frozen process (SIGSTOP) keeps its sockets open: the others wait in the collective until
+    # the first bound passes — its heartbeats stop (JAX ends the others) or, on CPU, the collective
+    # times out (jtape's PeerFailure).
+    env = FAST if bound == "heartbeat" else {"JTAPE_HEARTBEAT_TIMEOUT_S": "100", "JTAPE_COLLECTIVE_TIMEOUT_S": "5"}
+    done = launch([WORKER, "die", tmp_path, "--die-at", "3", "--ckpt-at", "99", "--freeze"], env=env, grace=2)
     out = done.stdout
     assert "[1] process 1 freezes before step 3" in out
     survivor = exit_line(out, 0)
     assert survivor is not None and int(survivor.group(1)) != 0, out[-8000:]
-    assert "stopped sending heartbeats" in out or "heartbeat timeout" in out, out[-8000:]
+    if bound == "heartbeat":
+        assert "stopped sending heartbeats" in out or "heartbeat timeout" in out, out[-8000:]
+    else:
+        assert int(survivor.group(1)) == 75 and "[0] jtape.distributed.PeerFailure" in out, out[-8000:]
+        assert "Timed out waiting 5000ms" in out
     assert "process 1 was killed by the launcher" in out  # frozen processes do not end by themselves
     assert done.returncode != 0
