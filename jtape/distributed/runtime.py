@@ -47,6 +47,7 @@ class PeerFailure(DistributedError):
     """A collective failed because another process of the run died or stopped answering."""
 
 
+_STATUS = re.compile(r"[A-Z_]+: ")  # how the XLA runtime's errors start: "UNKNOWN: Gloo all-reduce failed: ..."
 _PEER_MARKERS = re.compile(r"gloo|nccl|collective|connection (reset|refused|closed)|heartbeat|coordination service|"
                            r"deadline_exceeded|socket closed|unavailable", re.IGNORECASE)
 
@@ -56,10 +57,11 @@ def peer_failure(error: BaseException) -> PeerFailure | None:
     or None when it is something else."""
     if isinstance(error, PeerFailure):
         return error
-    if isinstance(error, (JtapeError, TypeError)) or not _PEER_MARKERS.search(str(error)):
-        return None  # jtape's own errors, and mistakes in the step found while tracing
+    text = str(error).strip()
+    if isinstance(error, (JtapeError, TypeError)) or not _STATUS.match(text) or not _PEER_MARKERS.search(text):
+        return None  # jtape's own errors, mistakes in the step found while tracing, anything not from the runtime
     _state["peer_failed"] = True
-    first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+    first = text.splitlines()[0][:300]
     return PeerFailure(f"jtape.distributed: process {jax.process_index()} of {jax.process_count()}: a collective of "
                        f"the compiled step failed — another process of the run probably died or stopped answering. "
                        f"The run cannot go on; restart it from its last checkpoint. (XLA said: {first})")

@@ -12,10 +12,11 @@
   ``1/N`` of every parameter large enough to split, and the matching slices of the optimizer's
   moments;
 
-and inside the traced step it pins the *new* state to the same shardings
-(``jax.lax.with_sharding_constraint``), so it comes back placed as it went in. That is all:
-the collectives — the all-reduce that averages gradients, the all-gathers that assemble sharded
-parameters for the forward pass, the reduce-scatters (on CPU: all-reduce + dynamic-slice) that
+Inside the traced step, sharded parameters are first constrained to be whole (``gather``: ZeRO-3
+gathers before use), and at the end the *new* state is pinned to the state's shardings
+(``constrain``, both with ``jax.lax.with_sharding_constraint``), so it comes back placed as it
+went in. That is all: the collectives — the all-reduce that averages gradients, the all-gathers
+that assemble sharded parameters, the reduce-scatters (on CPU: all-reduce + dynamic-slice) that
 hand each device its slice of the gradient — are inserted by XLA's SPMD partitioner.
 
 ``shard_params``: ``False`` (replicate), ``True`` (shard over ``data_axis``), a mesh axis name,

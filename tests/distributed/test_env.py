@@ -96,3 +96,21 @@ def test_initialize_after_jax_started_says_so():
                           env=dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu"))
     assert done.returncode == 0, done.stderr
     assert "ERROR" in done.stdout and "expected initialize() first" in done.stdout, done.stdout
+
+
+def test_which_errors_are_peer_failures(monkeypatch):
+    from jtape.distributed import PeerFailure, runtime
+    from jtape.tensor.errors import ShapeError
+
+    monkeypatch.setitem(runtime._state, "peer_failed", False)
+    gloo = ValueError("UNKNOWN: Gloo all-reduce failed: [pair.cc:538] Read error [127.0.0.1]:1: Connection reset by peer")
+    failure = runtime.peer_failure(gloo)
+    assert isinstance(failure, PeerFailure) and runtime._state["peer_failed"]  # the process will exit with 75
+    assert "another process of the run probably died" in str(failure) and "Connection reset by peer" in str(failure)
+    assert runtime.peer_failure(failure) is failure
+    monkeypatch.setitem(runtime._state, "peer_failed", False)
+    for other in (ValueError("the collective step got shapes (2,) and (3,)"),   # not from the runtime
+                  ShapeError("UNKNOWN: gloo"), TypeError("UNAVAILABLE: collective"),  # jtape's own / tracing
+                  RuntimeError("INTERNAL: out of memory")):                        # the runtime, not a peer
+        assert runtime.peer_failure(other) is None, other
+    assert not runtime._state["peer_failed"]
