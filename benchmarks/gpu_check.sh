@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # GPU check: the op oracle tests on the GPU (matmul/conv at "highest" precision), then the
-# benchmarks on the GPU, then data-parallel throughput, in under 6 minutes, printing a short
-# table last.
+# benchmarks on the GPU, then data-parallel throughput (one process, then one jtape.distributed
+# process over every GPU), in under 8 minutes, printing a short table last.
 #
 #   bash benchmarks/gpu_check.sh [OUTDIR]
 #
 # Needs a CUDA build of jax (and optionally torch) already installed; jtape runs from this
 # checkout via PYTHONPATH, so nothing is fetched. Results land in OUTDIR (default
-# /tmp/jtape_gpu_check, or $OUT where the device tool sets it): tests.log, bench_gpu.md/.json.
+# /tmp/jtape_gpu_check, or $OUT where the device tool sets it): tests.log, bench_gpu.md/.json,
+# data_parallel.md, distributed.md.
 set -u
 cd "$(dirname "$0")/.."
 out="${1:-${OUT:-/tmp/jtape_gpu_check}}"
@@ -45,8 +46,11 @@ timeout 230 python3 benchmarks/bench.py --device gpu --repeats 10 --skip-extras 
   --json "$out/bench_gpu.json" --markdown "$out/bench_gpu.md" 2>&1 | tee "$out/bench.log" | tail -n 25
 bench_rc=${PIPESTATUS[0]}
 
-echo "## Data-parallel step throughput over the GPUs jax sees (1, 2, 4, 8 as available)"
+echo "## Data-parallel step throughput over the GPUs jax sees (1, 2, 4, 8 as available), replicated and sharded"
 timeout 60 python3 benchmarks/data_parallel.py --real --repeats 10 2>&1 | tee "$out/data_parallel.md" | tail -n 8
+
+echo "## jtape.distributed on the GPUs: one process (launcher, initialize, global mesh over every local GPU)"
+timeout 120 python3 benchmarks/data_parallel.py --real --processes 1 --repeats 10 2>&1 | tee "$out/distributed.md" | tail -n 6
 
 echo
 echo "## Summary ($(( $(date +%s) - start )) s)"

@@ -10,7 +10,7 @@
     print(x.grad)        # [4.]
 """
 
-from . import autodiff, backends, nn, ops, optim, tensor
+from . import autodiff, backends, distributed, nn, ops, optim, tensor
 from .autodiff import AutodiffBackend, GradientTape, jit, no_grad
 from .backends import JaxBackend
 from .tensor import DataType, Device, RawTensor, Shape, Tensor
@@ -18,4 +18,4 @@ from .tensor import DataType, Device, RawTensor, Shape, Tensor
 __version__ = "0.1.0"
 
 __all__ = ["AutodiffBackend", "DataType", "Device", "GradientTape", "JaxBackend", "RawTensor", "Shape", "Tensor",
-           "autodiff", "backends", "jit", "nn", "no_grad", "ops", "optim", "tensor", "__version__"]
+           "autodiff", "backends", "distributed", "jit", "nn", "no_grad", "ops", "optim", "tensor", "__version__"]

@@ -55,7 +55,8 @@ ALLOWED = {
     "tensor": set(),
     "backends": {"tensor"},
     "ops": {"tensor"},
-    "autodiff": {"tensor", "ops"},
+    "autodiff": {"tensor", "ops", "distributed"},   # jtape.jit places its arrays with distributed.sharding
+    "distributed": {"tensor"},
     "nn": {"tensor", "autodiff"},
     "optim": {"tensor", "autodiff", "nn"},
 }

@@ -13,8 +13,8 @@ AutodiffBackend a fresh tape that belongs to that trace alone. All are restored 
 ends — even on an error — so no tracer ever lands on a user's tape or model. After each call
 the Parameters get the new arrays (and the ``.grad`` the step left), the optimizers their new
 state. Arguments and results may be any pytrees of Tensors, RawTensors and arrays; jax re-traces
-only for new shapes and dtypes. With ``mesh=`` the same step runs data-parallel through XLA's
-SPMD partitioner (see ``jit``).
+only for new shapes and dtypes. With ``mesh=`` the same step runs data-parallel (or, with
+``shard_params``, with sharded parameters) through XLA's SPMD partitioner (see ``jit``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 import jax
 
+from ..distributed.sharding import Placement, ShardRule
 from ..tensor.errors import BackendError
 from ..tensor.tensor import Tensor
 from .tape import GradientTape
@@ -67,39 +68,8 @@ class _Binding:
             o.state = s
 
 
-def _data_parallel(mesh: Any, data_axis: str, batch_argnums: Sequence[int] | None) -> Callable:
-    """A function placing (state, grads, args, kwargs) on ``mesh``: state replicated, the batch
-    arguments split along their leading dim over ``data_axis`` (others replicated)."""
-    from jax.sharding import NamedSharding, PartitionSpec
-
-    if data_axis not in mesh.axis_names:
-        raise ValueError(f"jtape.jit: got data_axis={data_axis!r}; expected one of the mesh's axes {mesh.axis_names}")
-    replicated = NamedSharding(mesh, PartitionSpec())
-    split = NamedSharding(mesh, PartitionSpec(data_axis))
-    n = mesh.shape[data_axis]
-
-    def batch(tree: Any, where: str) -> Any:
-        def put(leaf: Any) -> Any:
-            if getattr(leaf, "ndim", 0) == 0:
-                return jax.device_put(leaf, replicated)
-            if leaf.shape[0] % n:
-                raise ValueError(f"jtape.jit: {where} has shape {tuple(leaf.shape)}, whose leading (batch) dim "
-                                 f"{leaf.shape[0]} does not split evenly over the {n} devices of mesh axis "
-                                 f"{data_axis!r}; expected a multiple of {n}")
-            return jax.device_put(leaf, split)
-        return jax.tree_util.tree_map(put, tree)
-
-    def place(arrays: Any, grads: Any, args: tuple, kwargs: dict) -> tuple:
-        args = tuple(batch(a, f"argument {i}") if batch_argnums is None or i in batch_argnums
-                     else jax.device_put(a, replicated) for i, a in enumerate(args))
-        kwargs = {k: batch(v, f"argument {k!r}") if batch_argnums is None else jax.device_put(v, replicated)
-                  for k, v in kwargs.items()}
-        return jax.device_put(arrays, replicated), jax.device_put(grads, replicated), args, kwargs
-    return place
-
-
 def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = None, data_axis: str = "data",
-        batch_argnums: Sequence[int] | None = None) -> Callable:
+        batch_argnums: Sequence[int] | None = None, shard_params: ShardRule = False) -> Callable:
     """Compile ``fn`` (a whole training step written with jtape) into one XLA program.
 
         @jtape.jit(state=[model, opt])
@@ -118,11 +88,17 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
     ``batch_argnums``) split along its leading dim over the mesh axis ``data_axis``. Nothing in
     the step changes: XLA's SPMD partitioner sees a mean over the whole batch and inserts the
     all-reduce that averages the gradients. The parameters come back replicated on the mesh.
+    ``shard_params`` (True, a mesh axis, or a rule param -> PartitionSpec) shards parameters and
+    optimizer state instead (ZeRO-3 / FSDP). Placement lives in ``jtape.distributed.sharding``; in
+    a multi-process run each process passes its own part of the batch.
     """
     if fn is None:
-        return functools.partial(jit, state=state, mesh=mesh, data_axis=data_axis, batch_argnums=batch_argnums)
-    place = None if mesh is None else _data_parallel(mesh, data_axis, batch_argnums)
+        return functools.partial(jit, state=state, mesh=mesh, data_axis=data_axis, batch_argnums=batch_argnums,
+                                 shard_params=shard_params)
+    if mesh is None and shard_params is not False:
+        raise ValueError("jtape.jit: got shard_params without a mesh; expected mesh= to shard over")
     binding = _Binding(state)
+    place = None if mesh is None else Placement(mesh, data_axis, batch_argnums, shard_params, binding)
     backends = {id(p.backend): p.backend for p in binding.params}
     step_counts: dict[str, int] = {}
 
@@ -141,9 +117,10 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
                         if b.tape().is_recording():
                             private.start_recording()
                         stack.enter_context(b.using_tape(private))
-                binding.install(arrays, grads)
+                binding.install(arrays if place is None else place.gather(arrays), grads)
                 out = fn(*args, **kwargs)
                 new = (binding.arrays(), binding.grads())
+                new = new if place is None else place.constrain(new)
         finally:
             binding.install(*saved)
             step_counts["delta"] = [o.steps - s for o, s in zip(binding.optimizers, steps_before)]
@@ -160,9 +137,7 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
                 raise BackendError(f"jtape.jit: parameter of shape {tuple(p.shape)} lives on "
                                    f"{p.backend.name()}, whose arrays cannot be traced; expected JaxBackend")
         inputs = (binding.arrays(), binding.grads(), args, kwargs)
-        if place is not None:
-            inputs = place(*inputs)
-        out, (arrays, grads) = compiled(*inputs)
+        out, (arrays, grads) = compiled(*inputs) if place is None else place.run(compiled, inputs)
         binding.install(arrays, grads)
         for o, d in zip(binding.optimizers, step_counts.get("delta", [0] * len(binding.optimizers))):
             o.steps += d

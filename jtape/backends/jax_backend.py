@@ -54,11 +54,11 @@ class JaxBackend(KernelBackend):
 
     def __init__(self, device: str | Any | None = None):
         super().__init__()
-        if device is None:
-            self._jax_device = jax.devices()[0]
+        if device is None:  # local: in a multi-process run jax.devices() also lists other processes' devices
+            self._jax_device = jax.local_devices()[0]
         elif isinstance(device, str):
             try:
-                self._jax_device = jax.devices(device.lower())[0]
+                self._jax_device = jax.local_devices(backend=device.lower())[0]
             except RuntimeError as e:
                 raise unknown_device(device, str(e)) from None
         elif isinstance(device, jax.Device):
