@@ -608,6 +608,14 @@ SPECS: tuple[OpSpec, ...] = (
         E((3,), dtype="complex64", error="DTypeError", match="dtype: got 'complex64'; expected one of float32"),)),
 )
 
+# The ops added in the second round live in their own spec modules (one per family), so each
+# family's rows sit beside its helpers; they import the building blocks above.
+from spec_elementwise import SPECS as _ELEMENTWISE  # noqa: E402
+from spec_indexing import SPECS as _INDEXING  # noqa: E402
+from spec_nn import SPECS as _NN  # noqa: E402
+from spec_shape import SPECS as _SHAPE  # noqa: E402
+
+SPECS = SPECS + _ELEMENTWISE + _SHAPE + _INDEXING + _NN
 SPEC_BY_NAME: dict[str, OpSpec] = {s.name: s for s in SPECS}
 
 

@@ -103,6 +103,14 @@ class Backend(Protocol):
     def not_(self, x: RawTensor) -> RawTensor: ...
     def argmax(self, x: RawTensor, dim: int) -> RawTensor: ...
 
+    # -- more elementwise maths and activations -----------------------------------------------
+
+    # -- more reductions and shape ops ----------------------------------------------------------
+
+    # -- more indexing, and einsum ----------------------------------------------------------------
+
+    # -- more convolution and pooling -----------------------------------------------------------
+
 
 _INFO = frozenset({"name", "device", "from_numpy", "full", "to_numpy"})
 # Every op name of the listing above, in its order (tests check it against the registry).
