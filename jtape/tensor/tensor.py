@@ -17,12 +17,14 @@ import numpy as np
 
 from .dtype import DataType
 from .errors import DTypeError, ShapeError, TapeError
+from .indexing import TensorIndexing
+from .methods import TensorMethods
 from .operators import TensorOperators
 from .raw import HookHandle, RawTensor, check_gradient
 from .shape import Device, Shape
 
 
-class Tensor(TensorOperators):
+class Tensor(TensorOperators, TensorMethods, TensorIndexing):
     """A tensor on a backend. ``t.raw()`` is its RawTensor, ``t.backend`` the backend.
 
     After ``loss.backward()``, ``t.grad`` holds ∂loss/∂t for every leaf tensor ``t`` (one that
@@ -236,7 +238,8 @@ def install_op_method(op: Any) -> None:
     """Give ``Tensor`` a method for a registered op (unless written by hand above): ``t.softmax(1)``
     calls ``t.backend.softmax(t.raw(), 1)``. The tensor fills the op's first tensor parameter;
     other Tensor arguments are unwrapped, and numbers passed for tensor parameters become 0-d
-    constants of the tensor's dtype. Results come back as Tensors."""
+    constants of the tensor's dtype; PyTorch's ``keepdim=`` is accepted for ``keep_dim``. Results
+    come back as Tensors."""
     existing = getattr(Tensor, op.name, None)
     if not op.method or (existing is not None and getattr(existing, "op", None) is None):
         return
@@ -245,6 +248,7 @@ def install_op_method(op: Any) -> None:
         return
     name = op.name
     tensor_params = {p.name for p in params if p.annotation.tensor}
+    names = {p.name for p in params}
     positions = {i - 1 for i, p in enumerate(params) if p.annotation.tensor and i > 0}
 
     def unwrap(self: Tensor, value: Any, is_tensor: bool) -> Any:
@@ -256,6 +260,8 @@ def install_op_method(op: Any) -> None:
 
     def method(self: Tensor, *args: Any, **kwargs: Any) -> Any:
         raw_args = [unwrap(self, a, i in positions) for i, a in enumerate(args)]
+        if "keepdim" in kwargs and "keep_dim" in names:       # PyTorch's spelling of keep_dim
+            kwargs["keep_dim"] = kwargs.pop("keepdim")
         raw_kwargs = {k: unwrap(self, v, k in tensor_params) for k, v in kwargs.items()}
         return self._wrap(getattr(self.backend, name)(self._raw, *raw_args, **raw_kwargs))
 
