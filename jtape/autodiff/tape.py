@@ -59,18 +59,27 @@ class GradientTape:
             self._recording = was
 
     def record(self, op: Operation) -> None:
-        """Append ``op`` if the tape is recording (and the thread is not in ``no_grad``)."""
-        if self._recording and not GRAD.depth:
+        """Append ``op`` if the tape is recording (and the thread is not in ``no_grad``); see ``add``."""
+        out = op.output()
+        if self._recording and not GRAD.depth and (self._traced or not isinstance(out.data, Tracer)):
+            if self._traced:
+                _no_captured_tensors(op.inputs())
             if SWITCHES.on:  # capture_source / detect_anomaly (off: this check is all it costs)
                 on_record(op)
             self._ops.append(op)  # one atomic list append: threads may record on one tape
+        else:
+            out.requires_grad = False
 
     def add(self, operation: type, out: RawTensor, inputs: list, statics: dict) -> None:
         """Record ``operation(out, *inputs, **statics)`` if the tape records now; otherwise ``out``
         is a constant (``requires_grad`` False): under ``no_grad``, while stopped, and — on a tape
         made outside a jax trace — when ``out`` holds a jax tracer (jax.jit / jax.vmap / jax.grad
-        of jtape code): such ops are not kept, so no tracer is ever left on this tape."""
+        of jtape code): such ops are not kept, so no tracer is ever left on this tape. A tape made
+        inside a trace refuses a tensor captured from outside it that wants a gradient
+        (``_no_captured_tensors``)."""
         if self._recording and not GRAD.depth and (self._traced or not isinstance(out.data, Tracer)):
+            if self._traced:
+                _no_captured_tensors(inputs)
             op = operation(out, *inputs, **statics)
             if SWITCHES.on:
                 on_record(op)
@@ -246,6 +255,19 @@ def _check_released(grads: dict, sources: Iterable[RawTensor] | None) -> None:
         if x.released and (wanted is None or x not in wanted):
             raise TapeError(f"backward: the gradient reached {x!r}, whose history is gone — {_RELEASED}. Stopping "
                             f"there would return a partial gradient")
+
+
+def _no_captured_tensors(inputs: Iterable[RawTensor]) -> None:
+    """Inside a trace every value is a tracer, except a tensor made outside and captured by the traced
+    function. One that wants a gradient cannot be right: its value would be frozen into the compiled
+    program as a constant, and its ``.grad`` would receive a tracer that outlives the trace."""
+    for x in inputs:
+        if x.requires_grad and x.dtype.floating and not isinstance(x.data, Tracer):
+            raise TapeError(f"jtape.jit: the step reads a tensor of shape {tuple(x.shape)} {x.dtype.value} that wants "
+                            f"gradients but is not part of the step's state: it was made outside the step and "
+                            f"captured, so its value would be frozen into the compiled program and its .grad would "
+                            f"hold a tracer. Expected its Module, Optimizer or Parameter in jtape.jit(step, "
+                            f"state=[...]), or an argument of the step, or a constant (.requires_grad_(False))")
 
 
 def inside_jax_trace() -> bool:

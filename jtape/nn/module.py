@@ -62,6 +62,9 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}.forward")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args and not isinstance(args[0], Tensor):  # (a loss's targets, args[1:], may be arrays)
+            raise TypeError(f"{type(self).__name__}: got a {type(args[0]).__name__} as input; expected a Tensor "
+                            f"(make one on the model's backend: tensor.from_numpy(x, backend))")
         return self.forward(*args, **kwargs)
 
     # -- the tree of modules and parameters --------------------------------------------------------
