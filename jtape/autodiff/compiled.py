@@ -28,6 +28,7 @@ import jax
 from ..distributed.sharding import Placement, ShardRule
 from ..tensor.errors import BackendError
 from ..tensor.tensor import Tensor
+from .backend import plain
 from .tape import GradientTape
 
 
@@ -109,8 +110,12 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
             if isinstance(leaf, Tensor):
                 found.setdefault(id(leaf.backend), leaf.backend)
         steps_before = [o.steps for o in binding.optimizers]
+        inners = {id(plain(b)): plain(b) for b in found.values() if hasattr(plain(b), "traced_checks")}
+        checks: list = []
         try:
             with ExitStack() as stack:
+                for inner in inners.values():  # index checks come out of the program (verified in run)
+                    checks.append(stack.enter_context(inner.traced_checks()))
                 for b in found.values():       # each trace records on tapes of its own
                     if hasattr(b, "using_tape"):
                         private = GradientTape(traced=True)
@@ -126,7 +131,9 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
             step_counts["delta"] = [o.steps - s for o, s in zip(binding.optimizers, steps_before)]
             for o, s in zip(binding.optimizers, steps_before):
                 o.steps = s
-        return out, new
+            checks = [c for found_checks in checks for c in found_checks]
+            step_counts["checks"] = [c._replace(low=None, high=None) for c in checks]   # no tracer kept
+        return out, new, [(c.low, c.high) for c in checks]
 
     compiled = jax.jit(pure)
 
@@ -137,7 +144,9 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
                 raise BackendError(f"jtape.jit: parameter of shape {tuple(p.shape)} lives on "
                                    f"{p.backend.name()}, whose arrays cannot be traced; expected JaxBackend")
         inputs = (binding.arrays(), binding.grads(), args, kwargs)
-        out, (arrays, grads) = compiled(*inputs) if place is None else place.run(compiled, inputs)
+        out, (arrays, grads), ranges = compiled(*inputs) if place is None else place.run(compiled, inputs)
+        for check, (low, high) in zip(step_counts.get("checks", []), ranges):
+            check.verify(int(low), int(high))  # an out-of-range index raises, as in eager mode
         binding.install(arrays, grads)
         for o, d in zip(binding.optimizers, step_counts.get("delta", [0] * len(binding.optimizers))):
             o.steps += d

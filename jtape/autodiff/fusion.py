@@ -12,6 +12,7 @@ and dtypes.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from functools import partial
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -45,6 +46,10 @@ def apply_rule(op: Any, g: RawTensor, rules: Any, wanted: tuple, create_graph: b
 
 def _run_rule(cls: type, statics: dict, wanted: tuple, rules: Any, inputs: tuple, output: RawTensor,
               g: RawTensor) -> list:
-    """The body of a compiled rule: the op rebuilt around traced tensors, its rule applied."""
-    grads = cls(output, *inputs, **statics).backward(g, rules)
+    """The body of a compiled rule: the op rebuilt around traced tensors, its rule applied. (Index
+    checks inside a rule — scatter_add at the index its forward op already checked — are dropped:
+    their values cannot leave this kernel's own trace.)"""
+    collect = getattr(rules, "traced_checks", None)
+    with collect() if collect is not None else nullcontext():
+        grads = cls(output, *inputs, **statics).backward(g, rules)
     return [gx if w else None for gx, w in zip(grads, wanted)] if len(grads) == len(wanted) else grads

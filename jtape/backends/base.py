@@ -15,7 +15,8 @@ Composite ops (written with other ops) become methods too, calling this backend'
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -38,6 +39,7 @@ class KernelBackend:
 
     def __init__(self) -> None:
         self._kernels: dict[str, Callable] = {}
+        self._collectors: list[list] = []
 
     # -- info and creation -----------------------------------------------------------------
     def name(self) -> str:
@@ -110,26 +112,59 @@ class KernelBackend:
         return kernel
 
     def check_index_range(self, op: str, what: str, index: RawTensor, size: int, detail: str) -> None:
-        """Index *values* must lie in ``[0, size)``; shapes cannot show that, so this reads them —
-        on concrete arrays only. Under ``jax.jit`` the index is a tracer (its values do not exist
-        yet), so the check is skipped and JAX's rule applies: an index in ``[-size, 0)`` counts
-        from the end; any other out-of-range index reads NaN in ``gather`` (``cross_entropy``
-        gives NaN) and is dropped by ``scatter_add``."""
-        if index.shape.size == 0 or self._is_traced(index.data):
+        """Index *values* must lie in ``[0, size)``; shapes cannot show that, so the values' range
+        is computed (``_min_max``) and checked: at once when the op runs by itself (the error comes
+        from the line that caused it), and — inside a trace (jtape.jit, a deferred program) — as an
+        output of the compiled program, checked after each run. Either way an out-of-range index
+        raises; only a user's own ``jax.jit`` of backend ops gets JAX's rule instead."""
+        if index.shape.size == 0:
             return
+        if self._is_traced(index.data):
+            if self._collectors:            # a jtape program is being traced: its output
+                low, high = self._min_max(index.data)
+                self._collectors[-1].append(IndexCheck(op, what, size, detail, low, high))
+            return                          # a user's own jax.jit of backend ops: JAX's rule applies
         low, high = self._min_max(index.data)
-        if low < 0 or high >= size:
-            raise ShapeError(f"{op}: got {what} values in [{low}, {high}]{detail}; expected 0 <= {what} < {size}")
+        IndexCheck(op, what, size, detail, low, high).verify(int(low), int(high))
+
+    @contextmanager
+    def traced_checks(self) -> Iterator[list]:
+        """Collect the index checks of the ops traced inside the block into the list it yields: the
+        tracing code (jtape.jit, a deferred program) returns their values from the compiled program
+        and verifies them after each run."""
+        collected: list = []
+        self._collectors.append(collected)
+        try:
+            yield collected
+        finally:
+            self._collectors.remove(collected)
 
     def _is_traced(self, data: Any) -> bool:
         return False
 
-    def _min_max(self, data: Any) -> tuple[int, int]:
-        """The smallest and largest value of an integer array, as Python ints."""
+    def _min_max(self, data: Any) -> tuple[Any, Any]:
+        """The smallest and largest value of an integer array (JaxBackend: device arrays or tracers)."""
         return int(np.min(data)), int(np.max(data))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name()!r})"
+
+
+class IndexCheck(NamedTuple):
+    """An op's index values and the range they must lie in: ``low``/``high`` are the values' min and
+    max (ints, device arrays, or tracers inside a compiled program)."""
+
+    op: str
+    what: str
+    size: int
+    detail: str
+    low: Any
+    high: Any
+
+    def verify(self, low: int, high: int) -> None:
+        if low < 0 or high >= self.size:
+            raise ShapeError(f"{self.op}: got {self.what} values in [{low}, {high}]{self.detail}; expected "
+                             f"0 <= {self.what} < {self.size}")
 
 
 def _checked(op: OpDef) -> Callable[..., RawTensor]:

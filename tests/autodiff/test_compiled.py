@@ -110,3 +110,18 @@ def test_numpy_backend_cannot_be_compiled():
     model, opt = _model(backend, lr=0.1)
     with pytest.raises(BackendError, match="jtape.jit: parameter of shape .* lives on Autodiff\\(numpy\\)"):
         jtape.jit(_step(model, opt), state=[model, opt])(*_data(backend))
+
+
+def test_an_out_of_range_index_raises_in_a_compiled_step_as_in_eager():
+    """Compiled equals eager, or raises: an index check inside jtape.jit comes out of the program."""
+    backend = autodiff.new(JaxBackend("cpu"))
+    model, opt = _model(backend, lr=0.1)
+    eager, compiled = _step(model, opt), jtape.jit(_step(model, opt), state=[model, opt])
+    x, y = _data(backend)
+    compiled(x, y)                                                  # in range: fine
+    bad = tensor.from_numpy(np.full((32,), 3, np.int32), backend)  # 3 classes: 0..2
+    message = r"cross_entropy: got targets values in \[3, 3\] for logits shape \(32, 3\); expected 0 <= targets < 3"
+    with pytest.raises(jtape.tensor.ShapeError, match=message):
+        eager(x, bad)
+    with pytest.raises(jtape.tensor.ShapeError, match=message):
+        compiled(x, bad)
