@@ -424,6 +424,17 @@ SPECS: tuple[OpSpec, ...] = (
         float_only_error("matmul", (3, 4), (4, 5)),
         mixed_dtype_error("matmul", (3, 4), (4, 5)))),
 
+    OpSpec("linear", lambda x, w: jnp.matmul(x, w.T), (
+        S((3, 4), (5, 4)), S((2, 3, 4), (5, 4)), S((4,), (5, 4)), S((1, 1), (1, 1)), S((0, 4), (3, 4)),
+        S((3, 0), (2, 0)), S((2, 1, 3), (4, 3)),
+    ), FLOATS, grad=(0, 1), errors=(
+        E((3, 4), (5, 6), match="linear: got x shape (3, 4) and weight shape (5, 6); expected x.shape[-1] (4) to "
+                                "equal weight.shape[1] (6)"),
+        E((3, 4), (4,), match="linear: got x shape (3, 4) and weight shape (4,); expected x of rank >= 1 and a "
+                              "weight [out, in]"),
+        float_only_error("linear", (3, 4), (5, 4)),
+        mixed_dtype_error("linear", (3, 4), (5, 4)))),
+
     # convolution (NCHW, kernel [C_out, C_in, KH, KW]) and max pooling
     OpSpec("conv2d", ref_conv2d, (
         S((2, 3, 7, 9), (4, 3, 3, 2), stride=1, padding=0),

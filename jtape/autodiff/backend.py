@@ -16,21 +16,30 @@ from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
 from ..tensor.backend import Backend
 from ..tensor.dtype import DataType
+from ..tensor.errors import BackendError
 from ..tensor.raw import RawTensor
 from ..tensor.registry import OpDef, subscribe
 from ..tensor.shape import Device
+from .anomaly import SWITCHES
+from .deferred import Deferred
 from .grad_mode import no_grad
-from .tape import GradientTape
+from .tape import GradientTape, inside_jax_trace
 
 
 class AutodiffBackend:
     """Wraps ``inner`` (any Backend) and records differentiable ops on its ``GradientTape``."""
 
-    def __init__(self, inner: Backend, tape: GradientTape | None = None):
+    def __init__(self, inner: Backend, tape: GradientTape | None = None, *, defer: bool | None = None):
         self._inner = inner
         self._tape = GradientTape() if tape is None else tape
         # A KernelBackend runs an op it is handed already checked; any other Backend gets the call.
         self._execute = getattr(inner, "execute", None)
+        if defer is None:     # deferred eager by default where a program can be compiled (deferred.py)
+            defer = bool(getattr(inner, "jit_compatible", False)) and not inside_jax_trace()
+        if defer and self._execute is None:
+            raise BackendError(f"AutodiffBackend: defer=True needs a backend that runs checked ops "
+                               f"(a KernelBackend); got {inner!r}")
+        self._deferred = Deferred(inner) if defer else None
 
     def inner(self) -> Backend:
         """The wrapped backend (ops called on it directly are never recorded)."""
@@ -49,13 +58,30 @@ class AutodiffBackend:
 
     @contextmanager
     def using_tape(self, tape: GradientTape) -> Iterator[GradientTape]:
-        """Record on ``tape`` instead of this backend's own tape for the duration (``jtape.jit``
-        gives each trace a private tape so no tracer lands on the user's)."""
+        """Record on ``tape`` instead of this backend's own tape for the duration, running every op
+        at once (``jtape.jit`` gives each trace a private tape so no tracer lands on the user's)."""
+        self.flush()
         previous, self._tape = self._tape, tape
+        deferred, self._deferred = self._deferred, None
         try:
             yield tape
         finally:
-            self._tape = previous
+            self._tape, self._deferred = previous, deferred
+
+    def is_deferred(self) -> bool:
+        """Whether ops are recorded now and run later as one program (see ``jtape.autodiff.deferred``)."""
+        return self._deferred is not None
+
+    def flush(self) -> None:
+        """Run the ops still pending (deferred mode); a no-op otherwise."""
+        if self._deferred is not None:
+            self._deferred.flush()
+
+    def deferred_backward(self, seed_of: RawTensor, seed: RawTensor, keep: set, retain: bool) -> dict | None:
+        """The pending ops and the tape's walk as one program (see ``Deferred.backward``); None: walk op by op."""
+        if self._deferred is None:
+            return None
+        return self._deferred.backward(self._tape, seed_of, seed, keep, retain)
 
     def no_grad(self, fn: Callable[[], Any] | None = None) -> Any:
         """``backend.no_grad(fn)`` runs fn without recording; ``with backend.no_grad():`` too.
@@ -78,6 +104,7 @@ class AutodiffBackend:
         return self._inner.full(shape, value, dtype)
 
     def to_numpy(self, x: RawTensor) -> Any:
+        x.value()                # a pending value runs its ops first
         return self._inner.to_numpy(x)
 
     def accepts(self, op: str, tensors: Any) -> None:
@@ -87,6 +114,8 @@ class AutodiffBackend:
             accepts(op, tensors)
 
     def _run(self, op: OpDef, args: tuple, inputs: list, statics: dict, shape: Any, dtype: DataType) -> Any:
+        if self._deferred is not None and not SWITCHES.on:
+            return self._deferred.defer(op, inputs, statics, shape, dtype)
         if self._execute is not None:
             return self._execute(op, inputs, statics, shape, dtype)
         return getattr(self._inner, op.name)(*args)
@@ -104,8 +133,12 @@ def _recorded(op: OpDef) -> Callable[..., RawTensor]:
         if kwargs or len(args) != arity:
             args = bind(args, kwargs)
         inputs, statics, shape, dtype = check(args)
-        execute = self._execute
-        out = execute(op, inputs, statics, shape, dtype) if execute is not None else getattr(self._inner, name)(*args)
+        if self._deferred is not None and not SWITCHES.on:
+            out = self._deferred.defer(op, inputs, statics, shape, dtype)
+        elif self._execute is not None:
+            out = self._execute(op, inputs, statics, shape, dtype)
+        else:
+            out = getattr(self._inner, name)(*args)
         if dtype.floating:
             if flat:
                 inputs = [t for x in inputs for t in (x if x.__class__ is tuple else (x,))]
@@ -150,9 +183,11 @@ class BackwardCapable(Backend, Protocol):
     def get_tape(self) -> GradientTape: ...
 
 
-def new(backend: Backend) -> AutodiffBackend:
-    """Wrap ``backend`` with autodiff; the new tape is already recording."""
-    ad = AutodiffBackend(backend)
+def new(backend: Backend, *, defer: bool | None = None) -> AutodiffBackend:
+    """Wrap ``backend`` with autodiff; the new tape is already recording. ``defer`` (default: yes
+    for a backend jax can compile, such as JaxBackend) records ops now and runs them as one
+    compiled program at the next backward or value read (``jtape.autodiff.deferred``)."""
+    ad = AutodiffBackend(backend, defer=defer)
     ad.tape().start_recording()
     return ad
 

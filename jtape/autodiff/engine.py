@@ -12,6 +12,7 @@ from ..tensor.errors import DTypeError, TapeError
 from ..tensor.raw import RawTensor, check_gradient
 from ..tensor.tensor import Tensor
 from .backend import plain
+from .observers import watching
 
 
 def _tape_of(backend: Any, op: str) -> Any:
@@ -96,7 +97,12 @@ def tensor_backward(t: Tensor, grad: Tensor | None = None, *, retain_graph: bool
     ops = tape.operations()
     produced = {op.output() for op in ops}
     leaves = {x for op in ops for x in op.inputs() if x not in produced and x.dtype.is_float}
-    grads = tape.walk({raw: seed}, backend, keep=leaves, create_graph=create_graph, trace=trace)
+    grads = None
+    if not create_graph and not watching(ops, trace) and hasattr(backend, "deferred_backward"):
+        wanted = {x for x in leaves if x.requires_grad}     # deferred mode: forward + walk, one program
+        grads = backend.deferred_backward(raw, seed, wanted, retain_graph)
+    if grads is None:
+        grads = tape.walk({raw: seed}, backend, keep=leaves, create_graph=create_graph, trace=trace)
     rules = backend if create_graph else plain(backend)
     for leaf in leaves:
         g = grads.get(leaf)

@@ -64,12 +64,17 @@ class tracing:
         _local.trace = self._previous
 
 
+def watching(ops: list, trace: Callable | None = None) -> bool:
+    """Is there anything to watch in a walk over ``ops``: a trace, anomaly mode, a hook?"""
+    return (trace is not None or _local.trace is not None or SWITCHES.anomaly
+            or (HOOKS.ever and any(_hooked(op) for op in ops)))
+
+
 def observe(ops: list, seeds: dict, rules: Any, trace: Callable | None = None) -> "Observer | None":
     """An observer for one walk, or None when there is nothing to watch (the common case)."""
-    trace = trace if trace is not None else _local.trace
-    if trace is None and not SWITCHES.anomaly and not (HOOKS.ever and any(_hooked(op) for op in ops)):
+    if not watching(ops, trace):
         return None
-    return Observer(ops, seeds, rules, trace)
+    return Observer(ops, seeds, rules, trace if trace is not None else _local.trace)
 
 
 def _hooked(op: Any) -> bool:

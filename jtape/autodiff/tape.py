@@ -127,6 +127,9 @@ class GradientTape:
         of other tensors are dropped once consumed. ``sources`` are the tensors whose gradients
         are wanted (None: all). ``trace``, hooks and anomaly mode are observers (``observers.py``).
         """
+        flush = getattr(backend, "flush", None)
+        if flush is not None:                 # deferred mode: the pending forward ops run first
+            flush()
         rules = backend if create_graph else getattr(backend, "inner", lambda: backend)()
         ops = list(self._ops)
         _check_seeds(ops, seeds)

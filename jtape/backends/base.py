@@ -23,7 +23,7 @@ import numpy as np
 from ..tensor.args import ShapeArg
 from ..tensor.dtype import DataType
 from ..tensor.errors import BackendError, ShapeError
-from ..tensor.raw import RawTensor
+from ..tensor.raw import Pending, RawTensor
 from ..tensor.registry import NotARawTensor, OpDef, subscribe
 from ..tensor.shape import Device, Shape
 
@@ -81,13 +81,16 @@ class KernelBackend:
         for x in inputs:
             if x.__class__ is tuple:
                 for t in x:
-                    if (t.data.__class__ is _ndarray) is not numpy_data or t.device is not device:
+                    if (t.value().__class__ is _ndarray) is not numpy_data or t.device is not device:
                         raise _mixed(op.name, t, self)
                 arrays.append([t.data for t in x])
             else:
-                if (x.data.__class__ is _ndarray) is not numpy_data or x.device is not device:
+                data = x.data
+                if data.__class__ is Pending:       # a deferred tensor handed to this backend directly
+                    data = x.value()
+                if (data.__class__ is _ndarray) is not numpy_data or x.device is not device:
                     raise _mixed(op.name, x, self)
-                arrays.append(x.data)
+                arrays.append(data)
         if op.value_check is not None:
             op.value_check(self, inputs, statics, op.name)
         if dtype.x64:

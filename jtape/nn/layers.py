@@ -25,8 +25,8 @@ class Linear(Module):
     """``y = x @ Wᵀ + b`` with ``weight`` [out, in] and ``bias`` [out] (as Born's Linear).
 
     ``x`` is [..., in]. The weight starts from ``weight_init`` (Xavier uniform by default, from
-    ``seed``), the bias at zeros. On the tape: TransposeOp, MatMulOp, AddOp (the bias gradient
-    is the batch sum, by AddOp's unbroadcast).
+    ``seed``), the bias at zeros. On the tape: LinearOp (one dot, no transposed copy of the
+    weight), AddOp (the bias gradient is the batch sum, by AddOp's unbroadcast).
     """
 
     def __init__(self, in_features: int, out_features: int, backend: Any, *, bias: bool = True,
@@ -37,7 +37,7 @@ class Linear(Module):
         self.bias = Parameter(init.zeros((out_features,), backend, dtype=dtype)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        y = x.matmul(self.weight.transpose())
+        y = x.linear(self.weight)              # one dot: x @ Wᵀ without a transposed copy of W
         return y if self.bias is None else y + self.bias
 
     def extra_repr(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -55,3 +56,43 @@ class MatMulOp(Operation):
 
     def vjp(self, g, out, a, b):
         return [unbroadcast(g @ swap_last(b), a.shape), unbroadcast(swap_last(a) @ g, b.shape)]
+
+
+def _linear_jax(x, weight):
+    wide = jnp.float32 if x.dtype in HALF else None
+    out = jax.lax.dot_general(x, weight, (((x.ndim - 1,), (1,)), ((), ())), preferred_element_type=wide)
+    return out.astype(x.dtype)
+
+
+@op(jax=_linear_jax, numpy=in_float32(lambda x, weight: np.matmul(x, weight.T)))
+def linear(x: Tensor, weight: Tensor):
+    """``x @ weightᵀ`` for a weight ``[out, in]`` (a layer's weight as stored), with no transpose
+    materialised: one dot over x's last dim and the weight's second; x is ``[..., in]``."""
+    dtype = need_float("linear", same_dtype("linear", x.dtype, weight.dtype))
+    sx, sw = tuple(x.shape), tuple(weight.shape)
+    if len(sx) < 1 or len(sw) != 2:
+        raise ShapeError(f"linear: got x shape {sx} and weight shape {sw}; expected x of rank >= 1 and a weight "
+                         f"[out, in]")
+    if sx[-1] != sw[1]:
+        raise ShapeError(f"linear: got x shape {sx} and weight shape {sw}; expected x.shape[-1] ({sx[-1]}) to equal "
+                         f"weight.shape[1] ({sw[1]})")
+    return sx[:-1] + (sw[0],), dtype
+
+
+@linear.rule
+class LinearOp(Operation):
+    """out = x @ Wᵀ:  out[..., o] = Σ_i x[..., i] · W[o, i]  (W is [out, in], x is [..., in]).
+
+    Derivation: ∂out[..., o]/∂x[..., i] = W[o, i] and ∂out[..., o]/∂W[o, i] = x[..., i], so
+        grad_x[..., i] = Σ_o g[..., o] W[o, i]            i.e.  grad_x = g @ W
+        grad_W[o, i] = Σ_{all rows r} g[r, o] x[r, i]     i.e.  grad_W = gᵀ @ x, rows flattened.
+    Neither needs Wᵀ: the forward and both gradients are single dots.
+    Saves: x, W.
+    """
+
+    __slots__ = ()
+    fuse = True
+
+    def vjp(self, g, out, x, w):
+        rows_g, rows_x = g.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1])
+        return [(rows_g @ w).reshape(x.shape), swap_last(rows_g) @ rows_x]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import weakref
 from typing import Any, Callable
 
 import jax
@@ -62,6 +63,11 @@ class RawTensor:
     def ndim(self) -> int:
         return len(self.shape)
 
+    def value(self) -> Any:
+        """``data``, computed first if the tensor's op is still pending (deferred eager mode)."""
+        data = self.data
+        return data.value() if data.__class__ is Pending else data
+
     def register_hook(self, fn: Callable) -> "HookHandle":
         """Call ``fn(grad)`` with this tensor's gradient once it is complete in a backward walk;
         ``fn`` returns None to only look, or a replacement gradient (see ``jtape.autodiff.observers``)."""
@@ -85,6 +91,37 @@ class RawTensor:
 
     def __repr__(self) -> str:
         return f"RawTensor(shape={tuple(self.shape)}, dtype={self.dtype.value}, device={self.device.value})"
+
+
+class Pending:
+    """The value of a tensor whose op was recorded but has not run yet (deferred eager mode, see
+    ``jtape.autodiff.deferred``): reading it (``RawTensor.value()``, NumPy's ``__array__``, jax's
+    ``__jax_array__``) runs the pending ops first. It holds its program and its tensor weakly, so
+    no reference cycle keeps either alive."""
+
+    __slots__ = ("_program", "_owner")
+
+    def __init__(self, program: Any, owner: "RawTensor"):
+        self._program, self._owner = weakref.ref(program), weakref.ref(owner)
+
+    def value(self) -> Any:
+        program, owner = self._program(), self._owner()
+        if program is not None:
+            program.flush()
+        if owner is None or owner.data is self:
+            raise TapeError("a deferred tensor's value was asked for, but its pending ops could not run "
+                            "(its AutodiffBackend is gone)")
+        return owner.data
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        a = np.asarray(self.value())
+        return a if dtype is None else a.astype(dtype)
+
+    def __jax_array__(self) -> Any:
+        return self.value()
+
+    def __repr__(self) -> str:
+        return "Pending()"
 
 
 class HookHandle:
@@ -116,7 +153,7 @@ def check_gradient(where: str, g: Any, x: RawTensor) -> None:
 
 
 def _flatten(t: RawTensor):
-    return (t.data,), (t.shape, t.dtype, t.device, t.requires_grad)
+    return (t.value(),), (t.shape, t.dtype, t.device, t.requires_grad)
 
 
 def _unflatten(aux, children) -> RawTensor:

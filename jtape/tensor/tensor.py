@@ -50,7 +50,7 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
     @property
     def data(self) -> Any:
         """The backend's array (a jax.Array on JaxBackend, an np.ndarray on NumpyBackend)."""
-        return self._raw.data
+        return self._raw.value()
 
     @property
     def shape(self) -> Shape:

@@ -44,7 +44,7 @@ def test_a_failure_stops_the_others_after_the_grace_period():
 
 def test_processes_that_fail_on_their_own_are_reported_so():
     code = ("import os, sys, time\npid = os.environ['JTAPE_PROCESS_ID']\n"
-            "if pid == '1': sys.exit(3)\ntime.sleep(0.5); sys.exit(5)")
+            "if pid == '1': sys.exit(3)\ntime.sleep(3); sys.exit(5)")  # 3 s: later than 1 even on a loaded box
     out = io.StringIO()
     assert launch(_py(code), 2, timeout=60, grace=30, out=out) == 3  # the first failure's code
     assert re.search(r"process 0 exited with code 5 [\d.]+ s after process 1 failed, on its own", out.getvalue())

@@ -1,0 +1,216 @@
+"""Deferred eager: record now, run later — a whole step as one compiled program, cached.
+
+Run op by op, an eager training step is many small XLA programs: every op and every rule is a
+dispatch, and the matmuls run one at a time. In deferred mode (the default for a backend jax can
+trace, ``autodiff.new(JaxBackend())``) an op on the AutodiffBackend is *checked* at once — a bad
+shape still raises on the line that caused it — and recorded on the tape as usual, but its kernel
+does not run: its result holds a ``Pending`` value. The pending ops run at a **flush**:
+
+* ``Tensor.backward()`` — the pending forward ops *and the backward walk*, with the same rules on
+  the same tape, run as one program; it returns each leaf's gradient and the values still in use;
+* any read of a value (``.numpy()``, ``.item()``, ``print``, ``float(t)``, ``np.asarray``, a
+  Python ``if`` on a tensor) and every other walk — the pending forward ops as one program.
+
+A program is cached by the step's *structure*: the ops and their static arguments, which tensor
+feeds which, the shapes and dtypes, and which gradients are asked for. The first time a structure
+is seen it runs op by op (no compile for code that runs once); from the second time it is compiled
+once and reused. Value checks (index ranges) come back as outputs of the program and raise after
+it ran. Tracing, hooks, anomaly mode, source capture and ``create_graph`` stay op by op, and
+``autodiff.new(JaxBackend(), defer=False)`` turns deferral off (see the tutorial's "what runs when").
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import OrderedDict
+from typing import Any, NamedTuple
+
+import jax
+
+from ..tensor.raw import Pending, RawTensor
+from ..tensor.registry import REGISTRY, OpDef
+from .tape import GradientTape
+
+MAX_PENDING = 20_000      # flush anyway past this many pending ops (memory stays bounded)
+MAX_PROGRAMS = 32         # compiled programs kept per backend (least recently used dropped)
+MAX_SEEN = 1024           # structures remembered (a changing shape every step cannot grow this)
+
+
+class Node(NamedTuple):
+    """One pending op: everything needed to run it (a registered op with normalised statics)."""
+
+    op: OpDef
+    inputs: list            # RawTensors, a tuple for a sequence parameter
+    statics: dict
+    out: RawTensor
+
+
+class Deferred:
+    """The pending ops of one AutodiffBackend, and the programs its steps compiled to."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.nodes: list[Node] = []
+        self.lock = threading.RLock()
+        self.programs: OrderedDict = OrderedDict()
+        self.seen: OrderedDict = OrderedDict()
+        self.compiles = 0          # how many programs were compiled (tests read it: the cache is bounded)
+
+    def defer(self, op: OpDef, inputs: list, statics: dict, shape: Any, dtype: Any) -> RawTensor:
+        """Record a checked op to run later; its result holds a ``Pending`` value."""
+        for x in inputs:
+            for t in (x if x.__class__ is tuple else (x,)):
+                data = t.data
+                if data.__class__ is Pending and data._program() is not self:
+                    t.value()                        # pending on another backend: run that first
+        out = RawTensor(None, shape, dtype, self.inner.device())
+        out.data = Pending(self, out)
+        with self.lock:
+            self.nodes.append(Node(op, inputs, statics, out))
+            if len(self.nodes) >= MAX_PENDING:
+                self.flush()
+        return out
+
+    # -- flushes -----------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Run every pending op (one program once the structure was seen before)."""
+        with self.lock:
+            nodes, self.nodes = self.nodes, []
+            if nodes:
+                self._run(nodes, None)
+
+    def backward(self, tape: GradientTape, seed_of: RawTensor, seed: RawTensor, keep: set, retain: bool) -> dict | None:
+        """The pending forward ops and the walk from ``seed_of`` as one program: returns the gradient
+        of each tensor in ``keep`` (the leaves). Returns None when the walk must run op by op
+        instead — the first time this structure is seen (the pending ops have then run), or an op
+        written by hand or a released tensor on the tape. With ``retain`` the tape's tensors keep
+        their values (a later walk needs them)."""
+        ops = tape.operations()
+        if not all(type(op).op is not None for op in ops) or any(x.released for op in ops for x in op.inputs()):
+            self.flush()
+            return None
+        with self.lock:
+            nodes, self.nodes = self.nodes, []
+            return self._run(nodes, (ops, seed_of, seed, keep, retain))
+
+    # -- describing and running a program ----------------------------------------------------------
+    def _run(self, nodes: list[Node], walk: tuple | None) -> dict | None:
+        spec, args, outputs, keep = _describe(nodes, walk)
+        count = self.seen.pop(spec, 0) + 1
+        self.seen[spec] = count
+        if len(self.seen) > MAX_SEEN:
+            self.seen.popitem(last=False)
+        entry = self.programs.pop(spec, None)
+        if entry is None and count < 2:        # first sight: op by op, nothing compiled
+            execute = self.inner.execute
+            for node in nodes:
+                node.out.data = execute(node.op, node.inputs, node.statics, node.out.shape, node.out.dtype).data
+            return None
+        if entry is None:
+            run = _program(spec, self.inner)
+            entry = (jax.jit(run), run)
+            self.compiles += 1
+        self.programs[spec] = entry
+        if len(self.programs) > MAX_PROGRAMS:
+            self.programs.popitem(last=False)
+        compiled, run = entry
+        values, grads, ranges = compiled([a.data for a in args])
+        for node_index, value in zip(outputs, values):
+            nodes[node_index].out.data = value
+        for check, (low, high) in zip(run.checks, ranges):
+            check.verify(int(low), int(high))   # an index out of range raises, as op by op
+        if walk is None:
+            return None
+        device = self.inner.device()
+        return {x: RawTensor(g, x.shape, x.dtype, device) for x, g in zip(keep, grads) if g is not None}
+
+
+def _describe(nodes: list[Node], walk: tuple | None) -> tuple:
+    """The structure of a program (hashable: the cache key) and what it runs on.
+
+    Every tensor is named by a ref: ("n", i) for the output of pending op i, ("a", k) for the k-th
+    argument (a tensor whose value exists). Returns (spec, args, outputs, keep): outputs are the
+    pending ops whose values the program returns, keep the leaves whose gradients it returns."""
+    refs: dict[int, tuple] = {}
+    args: list[RawTensor] = []
+
+    def ref(t: RawTensor) -> tuple:
+        r = refs.get(id(t))
+        if r is None:
+            r = refs[id(t)] = ("a", len(args))
+            args.append(t)
+        return r
+
+    node_specs = []
+    for i, node in enumerate(nodes):
+        ins = tuple(tuple(ref(t) for t in x) if x.__class__ is tuple else ref(x) for x in node.inputs)
+        node_specs.append((node.op.name, tuple(node.statics.items()), ins, node.out.shape, node.out.dtype))
+        refs[id(node.out)] = ("n", i)
+    walk_spec, keep = None, []
+    if walk is not None:
+        ops, seed_of, seed, keep_set, _ = walk
+        op_specs = tuple((type(op), tuple(op.statics().items()), tuple(ref(x) for x in op.inputs()),
+                          ref(op.output())) for op in ops)
+        keep = sorted(keep_set, key=ref)                 # a canonical order: the same step, the same key
+        walk_spec = (op_specs, ref(seed_of), ref(seed), tuple(ref(x) for x in keep))
+    outputs = _live_outputs(nodes, walk)
+    arg_meta = tuple((a.shape, a.dtype, a.requires_grad) for a in args)
+    return (tuple(node_specs), arg_meta, walk_spec, tuple(outputs)), args, outputs, keep
+
+
+def _live_outputs(nodes: list[Node], walk: tuple | None) -> list[int]:
+    """The pending ops whose results are referenced from outside the pending ops (a user's variable,
+    a Tensor, the tape that a later walk reads): only those values leave the program; the rest stay
+    inside it, where XLA need not store them. Counted with ``sys.getrefcount``; the references of
+    the pending ops' inputs — and, when this walk releases the tape, of its ops — are subtracted,
+    so a miscount can only keep a value, never lose one."""
+    internal: dict[int, int] = {}
+    for node in nodes:
+        for x in node.inputs:
+            for t in (x if x.__class__ is tuple else (x,)):
+                internal[id(t)] = internal.get(id(t), 0) + 1
+    if walk is not None and not walk[4]:             # the tape is released after this walk
+        for op in walk[0]:
+            for t in (op.output(), *op.inputs()):
+                internal[id(t)] = internal.get(id(t), 0) + 1
+    # getrefcount's argument and the Node are the other two references (a Pending's are weak).
+    return [i for i, node in enumerate(nodes) if sys.getrefcount(node.out) - 2 - internal.get(id(node.out), 0) > 0]
+
+
+def _program(spec: tuple, inner: Any):
+    """The program of a structure: a pure function of the argument arrays, for jax.jit to trace.
+    ``run.checks`` gets the index checks its trace met (their ranges are outputs)."""
+    node_specs, arg_meta, walk_spec, outputs = spec
+    device = inner.device()
+
+    def run(arrays: list) -> tuple:
+        args = []
+        for a, (shape, dtype, requires_grad) in zip(arrays, arg_meta):
+            t = RawTensor(a, shape, dtype, device)
+            t.requires_grad = requires_grad
+            args.append(t)
+        vals: list[RawTensor] = []
+
+        def get(r: Any) -> Any:
+            if r and r[0].__class__ is tuple:
+                return tuple(get(x) for x in r)
+            return vals[r[1]] if r[0] == "n" else args[r[1]]
+
+        with inner.traced_checks() as checks:
+            for name, statics, ins, shape, dtype in node_specs:
+                vals.append(inner.execute(REGISTRY[name], [get(r) for r in ins], dict(statics), shape, dtype))
+            grads: list = []
+            if walk_spec is not None:
+                op_specs, seed_of, seed, keep = walk_spec
+                tape = GradientTape(traced=True)
+                tape.start_recording()
+                for cls, statics, ins, out in op_specs:
+                    tape.record(cls(get(out), *[get(r) for r in ins], **dict(statics)))
+                keep_raws = [get(r) for r in keep]
+                got = tape.walk({get(seed_of): get(seed)}, inner, keep=set(keep_raws))
+                grads = [None if got.get(x) is None else got[x].data for x in keep_raws]
+        run.checks = [c._replace(low=None, high=None) for c in checks]
+        return [vals[i].data for i in outputs], grads, [(c.low, c.high) for c in checks]
+    run.checks = []
+    return run
