@@ -19,8 +19,10 @@ from weakref import WeakKeyDictionary
 
 import jax
 
+from ..tensor.dtype import DataType
 from ..tensor.errors import TapeError
 from ..tensor.raw import RawTensor
+from ..tensor.shape import Shape
 
 _KERNELS: "WeakKeyDictionary[Any, dict]" = WeakKeyDictionary()   # backend -> {key: jitted rule}
 
@@ -41,15 +43,25 @@ def apply_rule(op: Any, g: RawTensor, rules: Any, wanted: tuple, create_graph: b
     kernel = kernels.get(key)
     if kernel is None:
         kernel = kernels[key] = jax.jit(partial(_run_rule, cls, statics, wanted, rules))
-    return kernel(op.inputs(), op.output(), g)
+    inputs = op.inputs()
+    # Arrays in, arrays out: no RawTensor is flattened in Python on the way into the kernel.
+    grads = kernel([x.data for x in inputs], op.output().data, g.data)
+    return [None if a is None else RawTensor(a, x.shape, x.dtype, x.device) for a, x in zip(grads, inputs)]
 
 
-def _run_rule(cls: type, statics: dict, wanted: tuple, rules: Any, inputs: tuple, output: RawTensor,
-              g: RawTensor) -> list:
-    """The body of a compiled rule: the op rebuilt around traced tensors, its rule applied. (Index
-    checks inside a rule — scatter_add at the index its forward op already checked — are dropped:
-    their values cannot leave this kernel's own trace.)"""
+def _run_rule(cls: type, statics: dict, wanted: tuple, rules: Any, inputs: list, output: Any, g: Any) -> list:
+    """The body of a compiled rule: the op rebuilt around traced tensors, its rule applied; the
+    wanted gradients' arrays out. (Index checks inside a rule — scatter_add at the index its
+    forward op already checked — are dropped: their values cannot leave this kernel's trace.)"""
+    device = rules.device()
+
+    def raw(a: Any) -> RawTensor:
+        return RawTensor(a, Shape(a.shape), DataType.of(a.dtype), device)
+
     collect = getattr(rules, "traced_checks", None)
     with collect() if collect is not None else nullcontext():
-        grads = cls(output, *inputs, **statics).backward(g, rules)
-    return [gx if w else None for gx, w in zip(grads, wanted)] if len(grads) == len(wanted) else grads
+        grads = cls(raw(output), *map(raw, inputs), **statics).backward(raw(g), rules)
+    if len(grads) != len(wanted):
+        raise TapeError(f"{cls.__name__}.backward returned {len(grads)} gradients for {len(wanted)} inputs; "
+                        f"expected one (or None) per input")
+    return [gx.data if gx is not None and w else None for gx, w in zip(grads, wanted)]

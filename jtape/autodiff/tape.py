@@ -134,17 +134,18 @@ class GradientTape:
         ops = list(self._ops)
         _check_seeds(ops, seeds)
         watch = observe(ops, seeds, rules, trace)
+        needed = None if sources is None else _leading_to(ops, sources)    # prune: only what reaches sources
         grads = dict(seeds)
         with _walking(backend if create_graph else None):
             for op in reversed(ops):
                 out = op.output()
                 g = grads.get(out) if keep is None or out in keep else grads.pop(out, None)
-                if g is None:
+                if g is None or (needed is not None and out not in needed):
                     continue
                 if watch:
                     g = watch.arrive(op, g, grads)
                 inputs = op.inputs()
-                wanted = tuple(x.requires_grad for x in inputs)
+                wanted = tuple(x.requires_grad and (needed is None or x in needed) for x in inputs)
                 in_grads = apply_rule(op, g, rules, wanted, create_graph)
                 if len(in_grads) != len(inputs):
                     raise TapeError(f"{type(op).__name__}.backward returned {len(in_grads)} gradients for "
@@ -237,6 +238,16 @@ def _walking(recording_backend: Any) -> Iterator[None]:
 
 _RELEASED = ("an earlier backward released its graph (cleared the tape), so its history is gone; expected "
              "retain_graph=True on that earlier backward, or .detach() to make it a new leaf on purpose")
+
+
+def _leading_to(ops: list, sources: Iterable[RawTensor]) -> set:
+    """The tensors whose gradient leads to a source: the sources and every result computed from one
+    (one pass in recording order). A rule's gradient for any other input is never computed."""
+    needed = set(sources)
+    for op in ops:
+        if any(x in needed for x in op.inputs()):
+            needed.add(op.output())
+    return needed
 
 
 def _check_seeds(ops: list, seeds: dict) -> None:

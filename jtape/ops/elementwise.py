@@ -43,11 +43,11 @@ class AddOp(Operation):
     Derivation: ∂out_i/∂a_i = ∂out_i/∂b_i = 1, so the VJP passes g through unchanged. Where a or
     b was broadcast (copied), the adjoint of the copy sums g back to the input's shape.
         grad_a = unbroadcast(g, a.shape)      grad_b = unbroadcast(g, b.shape)
-    Saves: nothing (the inputs' shapes are on the inputs).
+    Saves: nothing (the inputs' shapes are on the inputs). Not fused: without broadcasting the rule
+    hands g on as it is, and a compiled kernel would only copy it.
     """
 
     __slots__ = ()
-    fuse = True
 
     def vjp(self, g, out, a, b):
         return [unbroadcast(g, a.shape), unbroadcast(g, b.shape)]
