@@ -30,6 +30,7 @@ class GradientTape:
     def __init__(self, *, traced: bool | None = None) -> None:
         self._ops: list[Operation] = []
         self._recording = False
+        self._released = 0          # how many ops the last release dropped (views explain an empty tape)
         # A tape made inside a jax trace (jtape.jit's private tapes, a backend created inside a
         # jax.jit-ed function) lives with that trace and may hold its tracers; a tape made outside
         # never holds any (see ``add``).
@@ -96,8 +97,14 @@ class GradientTape:
     def release(self) -> None:
         """``clear()``, marking every output of the dropped ops as released: its history is gone,
         and a later walk that reaches it raises instead of silently stopping there."""
-        for op in self.clear():
+        dropped = self.clear()
+        for op in dropped:
             op.output().released = True
+        self._released = len(dropped)
+
+    def released_ops(self) -> int:
+        """How many ops the last ``release`` (a ``Tensor.backward``) dropped, if nothing was recorded since."""
+        return self._released if not self._ops else 0
 
     def num_ops(self) -> int:
         return len(self._ops)
@@ -207,9 +214,14 @@ class GradientTape:
     def _repr_html_(self, max_rows: int | None = 40) -> str:
         return views.html_table(self, max_rows)
 
-    def to_dot(self, grads: Mapping[Any, Any] | None = None, *, name: str = "tape") -> str:
-        """The recorded graph as Graphviz DOT text (see ``views.to_dot``)."""
-        return views.to_dot(self, grads, name=name)
+    def to_dot(self, grads: Mapping[Any, Any] | None = None, *, name: str = "tape", values: int = 8) -> str:
+        """The recorded graph as Graphviz DOT text, with values and gradients of small tensors (see
+        ``views.to_dot``)."""
+        return views.to_dot(self, grads, name=name, values=values)
+
+    def draw(self, grads: Mapping[Any, Any] | None = None, *, values: int = 8) -> views.Drawing:
+        """The graph as a ``Drawing``, which a notebook shows inline (SVG with Graphviz)."""
+        return views.Drawing(views.to_dot(self, grads, values=values))
 
     def render(self, path: str | Path, grads: Mapping[Any, Any] | None = None, *, format: str | None = None) -> Path:
         """Draw the graph into ``path`` (SVG, PNG or PDF) with Graphviz's ``dot``."""

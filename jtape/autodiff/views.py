@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
-from ..tensor.errors import JtapeError
+from ..tensor.errors import JtapeError, TapeError
 from ..tensor.raw import RawTensor
 
 
@@ -50,14 +50,22 @@ def tensor_names(ops: Sequence[Any]) -> dict[RawTensor, str]:
 
 
 def format_values(x: RawTensor, threshold: int = 6) -> str:
-    """The values on one line, elided past ``threshold`` elements ("traced" under jax.jit)."""
-    data = x.data
+    """The values on one line; past ``threshold`` elements, the shape and a few statistics instead
+    (a weight matrix in a trace is a line, not a wall). "traced" under jax.jit."""
+    data = x.value()
     if isinstance(data, jax.core.Tracer):
         return "traced"
     arr = np.asarray(data)
     if arr.dtype.kind not in "biufc":  # bfloat16 and other ml_dtypes: show as float32
         arr = arr.astype(np.float32)
-    return " ".join(np.array2string(arr, precision=4, threshold=threshold, edgeitems=2, separator=", ").split())
+    if arr.size > threshold:
+        wide = arr.astype(np.float64)
+        finite = wide[np.isfinite(wide)]
+        stats = (f"mean {finite.mean():.4g}, std {finite.std():.4g}, min {finite.min():.4g}, max {finite.max():.4g}"
+                 if finite.size else "no finite values")
+        bad = arr.size - finite.size
+        return f"{tuple(arr.shape)}: {stats}" + (f", {bad} non-finite" if bad else "")
+    return " ".join(np.array2string(arr, precision=4, separator=", ").split())
 
 
 def op_title(op: Any) -> str:
@@ -170,12 +178,18 @@ def html_table(tape: Any, max_rows: int | None = 40) -> str:
     return "\n".join(parts + ["</table>"])
 
 
-def to_dot(tape: Any, grads: Mapping[Any, Any] | None = None, *, name: str = "tape") -> str:
+def to_dot(tape: Any, grads: Mapping[Any, Any] | None = None, *, name: str = "tape", values: int = 8) -> str:
     """The recorded graph as Graphviz DOT text: tensors (ellipses: name, shape, dtype; leaves
-    blue, results green) and ops (boxes: ``[index] op``), edges in the direction data flows.
-    ``grads`` (a map tensor -> gradient, as ``autodiff.backward`` returns) adds each tensor's
-    gradient values to its node."""
+    blue, results green) and ops (boxes: ``[index] op``), edges in the direction data flows. A
+    tensor of at most ``values`` elements shows its values ("data") and its gradient ("grad"), as
+    micrograd's drawings do: from ``grads`` (a map tensor -> gradient, as ``autodiff.backward``
+    returns) or else the tensor's own ``.grad``. Drawing a tape that a backward has just released
+    raises (there is nothing left to draw): draw before it, or keep it with ``retain_graph=True``."""
     ops = tape.operations()
+    if not ops and tape.released_ops():
+        raise TapeError(f"to_dot: the tape is empty — the last backward released its {tape.released_ops()} ops; "
+                        f"draw it before that backward, or run the backward with retain_graph=True and draw after "
+                        f"(the leaves' .grad then show in the drawing)")
     names = tensor_names(ops)
     g = {} if grads is None else {_raw(k): _raw(v) for k, v in grads.items() if v is not None}
     produced = {op.output() for op in ops}
@@ -185,7 +199,12 @@ def to_dot(tape: Any, grads: Mapping[Any, Any] | None = None, *, name: str = "ta
              '  edge [fontname="Helvetica", fontsize=9];']
     for x, n in names.items():
         text = f"{n}\\n{tuple(x.shape)} {x.dtype.value}"
-        if x in g:
+        grad = g.get(x, x.grad)
+        if x.shape.size <= values:
+            text += f"\\ndata {format_values(x, values)}"
+            if grad is not None:
+                text += f"\\ngrad {format_values(grad, values)}"
+        elif x in g:
             text += f"\\ngrad {format_values(g[x])}"
         color = "#cfe2ff" if x not in produced else "#d1e7dd" if x not in consumed else "white"
         lines.append(f'  {node[x]} [label="{_escape(text)}", shape=ellipse, style=filled, fillcolor="{color}"];')
@@ -201,6 +220,30 @@ def to_dot(tape: Any, grads: Mapping[Any, Any] | None = None, *, name: str = "ta
         lines.append(f"  O{i} -> {node[op.output()]};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+class Drawing:
+    """A tape's graph, for a notebook: shows itself inline (``_repr_svg_`` with Graphviz, else its
+    DOT text), ``.dot`` is the DOT text, ``.render(path)`` writes a file."""
+
+    def __init__(self, dot: str):
+        self.dot = dot
+
+    def _repr_svg_(self) -> str | None:
+        if shutil.which("dot") is None:
+            return None
+        done = subprocess.run(["dot", "-Tsvg"], input=self.dot.encode(), capture_output=True, check=False)
+        return done.stdout.decode() if done.returncode == 0 else None
+
+    def _repr_html_(self) -> str:
+        svg = self._repr_svg_()
+        return svg if svg is not None else f"<pre>{html.escape(self.dot)}</pre>"
+
+    def render(self, path: str | Path, *, format: str | None = None) -> Path:
+        return render_dot(self.dot, path, format=format)
+
+    def __str__(self) -> str:
+        return self.dot
 
 
 _FORMATS = ("svg", "png", "pdf")
