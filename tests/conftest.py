@@ -4,12 +4,11 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import os  # noqa: E402
+import os
 
-import pytest  # noqa: E402
+import pytest
 
-from .seeding import ENV, ensure_run_seed  # noqa: E402
-
+from .seeding import ENV, ensure_run_seed
 
 # JaxBackend's device in the tests: cpu unless JTAPE_TEST_DEVICE says otherwise (gpu_check.sh).
 TEST_DEVICE = os.environ.get("JTAPE_TEST_DEVICE", "cpu")

@@ -125,7 +125,7 @@ def test_4_tape_gradient_after_a_released_graph_raises(backend, unconnected):
 
 
 def test_4_autodiff_backward_after_a_released_graph_raises(backend):
-    x, z = _released(backend)
+    _, z = _released(backend)
     with pytest.raises(TapeError, match=RELEASED):
         autodiff.backward(z, backend)
 
@@ -264,7 +264,7 @@ def test_9_hook_results_get_the_same_check_and_message_as_rule_results(backend, 
     error, match, make = BAD_GRADS[kind]
     if make is None:  # a gradient from the other inner backend
         other = jtape.backends.NumpyBackend() if isinstance(backend.inner(), JaxBackend) else JaxBackend("cpu")
-        make = lambda b: other.full((3,), 1.0, "float64")  # noqa: E731
+        make = lambda b: other.full((3,), 1.0, "float64")
     x = _t(backend, [1.0, 2.0, 3.0])
     x.register_hook(lambda g: tensor.Tensor(make(backend.inner()), backend))
     with pytest.raises(error, match=match) as from_hook:
@@ -310,7 +310,6 @@ def test_12_max_pool_with_nan_routes_the_gradient_as_jax(backend, window):
     x = _t(backend, xs)
     out = x.max_pool2d(2)
     out.sum().backward()
-    pool = lambda v: lax.reduce_window(v, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID")  # noqa: E731
-    value, vjp = jax.vjp(pool, xs)
+    value, vjp = jax.vjp(lambda v: lax.reduce_window(v, -jnp.inf, lax.max, (1, 1, 2, 2), (1, 1, 2, 2), "VALID"), xs)
     np.testing.assert_array_equal(out.numpy(), np.asarray(value))
     np.testing.assert_array_equal(x.grad.numpy(), np.asarray(vjp(jnp.ones_like(value))[0]))
