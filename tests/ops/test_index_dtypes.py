@@ -116,7 +116,7 @@ def test_create_graph_gradient_and_its_gradient_match_jax(case, dtype, inner_nam
     x, seed = tensor.from_numpy(xs, backend), tensor.from_numpy(ct, backend)
     out = _jtape(case, x, tensor.from_numpy(index, backend, requires_grad=False))
     out.backward(seed, create_graph=True)
-    grad_fn = lambda v, c: jax.vjp(lambda u: _reference(case, u, index), v)[1](c)[0]  # noqa: E731
+    grad_fn = lambda v, c: jax.vjp(lambda u: _reference(case, u, index), v)[1](c)[0]
     np.testing.assert_allclose(x.grad.numpy(), np.asarray(grad_fn(xs, ct)), rtol=TOL, atol=TOL,
                                err_msg="create_graph gradient")
     second = (x.grad * tensor.from_numpy(w, backend, requires_grad=False)).sum()
