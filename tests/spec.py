@@ -249,7 +249,8 @@ def ref_max_pool2d(x, kernel_size, stride=None):
 
 
 def ref_softmax(x, dim=-1):
-    e = jnp.exp(x - lax.stop_gradient(jnp.max(x, axis=dim, keepdims=True)))
+    """(initial=-inf: a softmax over an empty dim is empty, as in PyTorch, not an error.)"""
+    e = jnp.exp(x - lax.stop_gradient(jnp.max(x, axis=dim, keepdims=True, initial=-jnp.inf)))
     return e / jnp.sum(e, axis=dim, keepdims=True)
 
 
