@@ -2,9 +2,10 @@
 differentiated by the tape and by jax.grad of the same program written in plain jax.numpy.
 
 A program is a list of steps ``(op, i, j)`` over a growing list of values; every value can be
-read again later (fan-out), two reads of one value make diamonds. Each example draws its own
-sizes ``m, n`` (1..5); the leaves have shapes (m, n), (m, 1) and (1, n), and every op's result
-has one of these shapes, so all values broadcast against each other. The loss sums every value
+read again later (fan-out), two reads of one value make diamonds. Each example draws its sizes
+``(m, n)`` from ``SIZES`` (oblong, square, a single row or column; a short list,
+so JaxBackend compiles each op for a few shapes only); the leaves have shapes (m, n), (m, 1) and
+(1, n), and every op's result has one of these shapes, so all values broadcast against each other. The loss sums every value
 not yet read (weighted), so every step matters.
 
 Fresh programs every run: hypothesis is seeded with the run's seed (``JTAPE_SEED``, see
@@ -18,7 +19,6 @@ from types import SimpleNamespace
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, note, seed, settings
 from hypothesis import strategies as st
 from jax import lax
@@ -124,6 +124,7 @@ OPS = {
              lambda a, b, e: jnp.tanh(a.astype(jnp.float32)).astype(jnp.float64)),
 }
 FAMILIES = sorted({family for family, *_ in OPS.values()})
+SIZES = ((3, 4), (4, 4), (1, 5), (5, 1))
 
 
 def _constants(rng: np.random.Generator, m: int, n: int) -> dict:
@@ -153,12 +154,10 @@ steps = st.lists(st.tuples(st.sampled_from(sorted(OPS)), st.integers(0, 10**6), 
                  min_size=4, max_size=20)
 
 
-@pytest.mark.parametrize("inner_name", ["jax", "numpy"])
-@seed(RUN_SEED)
-@settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
-@given(program=steps, data_seed=st.integers(0, 2**32 - 1), m=st.integers(1, 5), n=st.integers(1, 5))
-def test_random_program_matches_jax_grad(inner_name, program, data_seed, m, n):
+def check_program(inner_name, program, data_seed, size):
+    """The tape's loss and gradients for ``program`` on ``inner_name`` equal jax's."""
     note(replay_hint())
+    m, n = size
     backend = autodiff.new(make_inner(inner_name))
     rng = np.random.default_rng(data_seed)
     shapes = [(m, n), (m, 1), (1, n)]
@@ -180,6 +179,26 @@ def test_random_program_matches_jax_grad(inner_name, program, data_seed, m, n):
         assert got.shape == ref.shape and got.dtype == ref.dtype
         scale = max(1.0, float(np.max(np.abs(ref))))
         np.testing.assert_allclose(got, ref, rtol=0, atol=tol * scale)
+
+
+# 50 examples a run: most on NumpyBackend, where an example costs milliseconds; JaxBackend compiles
+# each op for each new shape, so it gets fewer.
+_SETTINGS = {"deadline": None, "database": None, "suppress_health_check": [HealthCheck.too_slow]}
+_DRAWS = {"program": steps, "data_seed": st.integers(0, 2**32 - 1), "size": st.sampled_from(SIZES)}
+
+
+@seed(RUN_SEED)
+@settings(max_examples=35, **_SETTINGS)
+@given(**_DRAWS)
+def test_random_program_on_numpy_matches_jax_grad(program, data_seed, size):
+    check_program("numpy", program, data_seed, size)
+
+
+@seed(RUN_SEED)
+@settings(max_examples=15, **_SETTINGS)
+@given(**_DRAWS)
+def test_random_program_on_jax_matches_jax_grad(program, data_seed, size):
+    check_program("jax", program, data_seed, size)
 
 
 def test_the_ops_cover_every_family():
