@@ -37,12 +37,11 @@ class IndexCase:
         return f"{self.op}-x{self.x_shape}-i{self.index_shape}-dim{self.dim}".replace(" ", "")
 
 
+# (Small sizes in every index dtype are the spec table's samples: tests/ops/test_gradients.py.)
 CASES = (
-    IndexCase("gather", (7, 3), (5, 2), dim=1, top=3),            # small
     IndexCase("gather", (300, 3), (300, 2), dim=1, top=3),        # 300 rows: the scatter's row grid passes 255
     IndexCase("gather", (300, 4), (280, 4), dim=0, top=300),      # 300 values along dim: the range check's bound
     IndexCase("gather", (2, 300, 3), (2, 300, 2), dim=-1, top=3),
-    IndexCase("cross_entropy", (5, 4), (5,), top=4),              # small
     IndexCase("cross_entropy", (300, 10), (300,), top=10),        # a batch past 255
     IndexCase("cross_entropy", (4, 300), (4,), top=300),          # classes past 255
 )
