@@ -17,6 +17,13 @@ only its result. The tolerance below is one that only such wide accumulation mee
 NumPy implementation that accumulates sequentially in the half dtype (``np.cumsum(dtype=half)``)
 misses every case below by several times the tolerance, so the tolerance can tell the two apart.
 Terms are positive (uniform in [1, 2), or exps of small logits) so that stalls are certain.
+
+Where a dropped upcast shows (measured): XLA accumulates float16/bfloat16 ``jnp.sum``,
+``jnp.matmul`` and softmax in float32 by itself, on CPU and on an H200 GPU (jax 0.11), so on
+JaxBackend these tests pin the results rather than jtape's own upcast; on NumpyBackend, removing
+the float32 widening fails the bfloat16 reductions, softmax and cross_entropy (ml_dtypes adds
+sequentially) and float16 sums along a non-contiguous axis (NumPy's float16 pairwise sum and
+matmul accumulate in float32 themselves).
 """
 
 from __future__ import annotations
