@@ -4,10 +4,11 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import pytest  # noqa: E402
+import os
 
+import pytest
 
-import os  # noqa: E402
+from .seeding import ENV, ensure_run_seed
 
 # JaxBackend's device in the tests: cpu unless JTAPE_TEST_DEVICE says otherwise (gpu_check.sh).
 TEST_DEVICE = os.environ.get("JTAPE_TEST_DEVICE", "cpu")
@@ -29,3 +30,12 @@ def backend(inner):
     """A fresh AutodiffBackend (recording) over each inner backend."""
     from jtape import autodiff
     return autodiff.new(inner)
+
+
+def pytest_configure(config):
+    """Draw the run's random seed before xdist starts its workers (they inherit the environment)."""
+    ensure_run_seed()
+
+
+def pytest_report_header(config):
+    return f"jtape randomized tests: {ENV}={os.environ[ENV]} (set it to replay this run's draws)"

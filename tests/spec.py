@@ -7,12 +7,14 @@ Each spec says, for one op of DESIGN.md's Backend table:
   - ``dtypes``   the dtypes it is run in;
   - ``grad``     which inputs are differentiable (``()``: the op is not differentiable);
   - ``domain``   how to draw each input's values (positive for log, distinct for argmax, ...);
+                 a sample may draw its own (``.values(ties)``: equal values, to pin a tie rule);
   - ``call``     how to call the jtape op, when ``backend.<name>(*tensors, *kwargs.values())``
                  (the seed's positional style) is not it;
   - ``errors``   bad inputs and a fragment of the message jtape must raise for them.
 
 Which samples run in which dtype (to keep JAX's compile time down):
-  float32, float64: every sample;  float16, bfloat16: the first ``N_HALF`` samples;
+  float32, float64: every sample;  float16, bfloat16: the first ``N_HALF`` samples (``n_half``
+  for a spec that needs more, e.g. cross_entropy's three target dtypes);
   int32, int64, uint8, bool: the first ``N_EXACT`` samples.
 So each list starts with its most representative samples.
 
@@ -68,20 +70,27 @@ class Sample:
     kwargs: dict = field(default_factory=dict)
     in_dtypes: tuple = ()   # per-input dtype override (None: the case's dtype), e.g. int64 targets
     grad: bool = True       # False: this sample's output carries no gradient (cast to int)
+    domain: Any = None      # this sample's own value generator (overrides the spec's), e.g. ties
 
     @property
     def id(self) -> str:
-        """E.g. '(3,1)x(1,4)', '(3,4)-dim=-1,keep_dim=True', '(6,2)x(6,)int64' (an input's fixed dtype)."""
+        """E.g. '(3,1)x(1,4)', '(3,4)-dim=-1,keep_dim=True', '(6,2)x(6,)int64' (an input's fixed dtype),
+        '(2,2,5,7)-kernel_size=3,stride=1-ties' (its own value generator)."""
         fixed = self.in_dtypes + (None,) * len(self.shapes)
         ins = "x".join(fmt_shape(s) + (dt or "") for s, dt in zip(self.shapes, fixed)) or "[]"
         kw = ",".join(f"{k}={_fmt_value(v)}" for k, v in self.kwargs.items())
-        return f"{ins}-{kw}" if kw else ins
+        base = f"{ins}-{kw}" if kw else ins
+        return f"{base}-{self.domain.__name__}" if self.domain else base
 
     def no_grad(self) -> Sample:
         return replace(self, grad=False)
 
     def dtypes(self, *in_dtypes: str | None) -> Sample:
         return replace(self, in_dtypes=in_dtypes)
+
+    def values(self, domain: Callable) -> Sample:
+        """This sample with its own value generator (for every input)."""
+        return replace(self, domain=domain)
 
 
 def S(*shapes: tuple, **kwargs: Any) -> Sample:
@@ -127,6 +136,7 @@ class OpSpec:
     call: Callable | None = None       # call(backend, tensors, kwargs) -> RawTensor | list
     in_dtypes: tuple = ()              # fixed dtypes of some inputs (bool condition, int index)
     errors: tuple = ()
+    n_half: int = N_HALF               # how many samples run in float16/bfloat16
 
     def run(self, backend: Any, tensors: list, kwargs: dict) -> Any:
         return (self.call or _default_call(self.name))(backend, tensors, kwargs)
@@ -134,7 +144,7 @@ class OpSpec:
     def samples_for(self, dtype: str) -> tuple:
         if dtype in FULL:
             return self.samples
-        return self.samples[:N_HALF] if dtype in HALF else self.samples[:N_EXACT]
+        return self.samples[:self.n_half] if dtype in HALF else self.samples[:N_EXACT]
 
     def input_dtypes(self, sample: Sample, dtype: str) -> list[str]:
         fixed = sample.in_dtypes or self.in_dtypes
@@ -142,7 +152,8 @@ class OpSpec:
 
     def make_inputs(self, sample: Sample, dtype: str, rng: np.random.Generator) -> list[np.ndarray]:
         """Draw the sample's input arrays (NumPy, in their final dtypes)."""
-        gens = self.domain if isinstance(self.domain, tuple) else (self.domain or normal,) * len(sample.shapes)
+        domain = sample.domain or self.domain
+        gens = domain if isinstance(domain, tuple) else (domain or normal,) * len(sample.shapes)
         out = []
         for gen, shape, dt in zip(gens, sample.shapes, self.input_dtypes(sample, dtype)):
             out.append(np.asarray(gen(rng, shape, dt, sample)).astype(np_dtype(dt)))
@@ -183,6 +194,16 @@ def distinct(rng, shape, dtype, sample=None):
         return values
     values = values - n // 2
     return values * 0.25 if dtype in FLOATS else values
+
+
+def ties(rng, shape, dtype, sample=None):
+    """Values from {-1, -0.5, 0, 0.5, 1} ({-2..2} for ints, {0..4} for uint8): every window and
+    row holds equal values, so the tie rule shows (max-pool and argmax: the first maximum in
+    row-major order, as XLA's select-and-scatter). Exact in every dtype."""
+    if dtype in INTS:
+        lo = 0 if dtype == "uint8" else -2
+        return rng.integers(lo, lo + 5, shape)
+    return rng.integers(-2, 3, shape) * 0.5
 
 
 def small_ints(rng, shape, dtype, sample=None):
@@ -241,15 +262,22 @@ def ref_conv2d(x, k, stride=1, padding=0):
 
 
 def ref_max_pool2d(x, kernel_size, stride=None):
-    """out[n, c, i, j] = max_{a, b} x[n, c, i*sh + a, j*sw + b]  (no padding)."""
+    """out[n, c, i, j] = max_{a, b} x[n, c, i*sh + a, j*sw + b]  (no padding).
+
+    Ties: the gradient goes to the window's first maximum in row-major order (as XLA's
+    select-and-scatter; jnp.max would split it): the taps are stacked in row-major window order,
+    argmax picks the first, and only that tap is read."""
     (kh, kw) = _pair(kernel_size)
     (sh, sw) = _pair(kernel_size if stride is None else stride)
     oh, ow = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
-    return jnp.max(jnp.stack([v for _, v in _taps(x, kh, kw, (sh, sw), oh, ow)]), axis=0)
+    taps = jnp.stack([v for _, v in _taps(x, kh, kw, (sh, sw), oh, ow)])
+    first = jnp.argmax(lax.stop_gradient(taps), axis=0)
+    return jnp.take_along_axis(taps, first[None], axis=0)[0]
 
 
 def ref_softmax(x, dim=-1):
-    e = jnp.exp(x - lax.stop_gradient(jnp.max(x, axis=dim, keepdims=True)))
+    """(initial=-inf: a softmax over an empty dim is empty, as in PyTorch, not an error.)"""
+    e = jnp.exp(x - lax.stop_gradient(jnp.max(x, axis=dim, keepdims=True, initial=-jnp.inf)))
     return e / jnp.sum(e, axis=dim, keepdims=True)
 
 
@@ -304,7 +332,8 @@ BINARY = (
 )
 SCALAR = (S((3, 4), scalar=2), S((2, 1, 3), scalar=-3), S((5,), scalar=2.5),   # ints need integral scalars
           S((), scalar=-1.5), S((1,), scalar=0.75), S((0, 1, 3), scalar=2.5))
-DIM_REDUCE = (S((3, 4), dim=-1, keep_dim=False), S((3, 4), dim=0, keep_dim=True),
+DIM_REDUCE = (S((3, 4), dim=-1, keep_dim=False), S((4, 4), dim=0, keep_dim=True),   # square: a wrong axis shows
+              S((3, 4), dim=0, keep_dim=True), S((3, 3, 3), dim=1, keep_dim=False),
               S((2, 1, 3), dim=1, keep_dim=False), S((2, 3, 4), dim=-2, keep_dim=True),
               S((2, 3, 4), dim=0, keep_dim=False), S((5,), dim=0, keep_dim=False),
               S((5,), dim=-1, keep_dim=True), S((0, 1, 3), dim=-1, keep_dim=False))
@@ -405,8 +434,8 @@ SPECS: tuple[OpSpec, ...] = (
     unary("tanh", jnp.tanh),
     unary("silu", lambda x: x * ref_sigmoid(x)),
     OpSpec("softmax", ref_softmax, (
-        S((3, 4), dim=-1), S((2, 3, 4), dim=-2), S((3, 4), dim=0), S((2, 1, 3), dim=1),
-        S((2, 3, 4), dim=0), S((5,), dim=0), S((1,), dim=-1), S((0, 1, 3), dim=-1),
+        S((3, 4), dim=-1), S((4, 4), dim=0), S((2, 3, 4), dim=-2), S((3, 4), dim=0), S((2, 1, 3), dim=1),
+        S((2, 3, 4), dim=0), S((5,), dim=0), S((1,), dim=-1), S((0, 1, 3), dim=-1), S((3, 3, 3), dim=1),
     ), FLOATS, grad=(0,), errors=dim_errors("softmax", (3, 4)) + (
         float_only_error("softmax", (3,), dim=0),
         E((), dim=-1, match="softmax: got dim=-1 for a 0-d tensor; it has no dims"))),
@@ -462,7 +491,10 @@ SPECS: tuple[OpSpec, ...] = (
         mixed_dtype_error("conv2d", (1, 1, 5, 5), (1, 1, 3, 3)))),
     OpSpec("max_pool2d", ref_max_pool2d, (
         S((1, 2, 5, 6), kernel_size=2, stride=3),                # gaps between windows
+        S((2, 2, 5, 7), kernel_size=3, stride=1).values(ties),    # overlapping windows full of ties
         S((1, 1, 4, 4), kernel_size=4),                           # one window covering everything
+        S((2, 3, 7, 9), kernel_size=2).values(ties),
+        S((1, 2, 6, 5), kernel_size=(3, 1), stride=(2, 1)).values(ties),
         S((2, 2, 5, 7), kernel_size=3, stride=1),                 # overlapping windows
         S((2, 3, 7, 9), kernel_size=2),                           # stride defaults to kernel_size
         S((2, 3, 7, 9), kernel_size=(2, 3), stride=(1, 2)),
@@ -481,8 +513,8 @@ SPECS: tuple[OpSpec, ...] = (
     # loss: mean softmax cross-entropy of logits [B, C] and int targets [B]
     OpSpec("cross_entropy", ref_cross_entropy, (
         S((4, 5), (4,)), S((6, 2), (6,)).dtypes(None, "int64"), S((3, 7), (3,)).dtypes(None, "uint8"),
-        S((1, 3), (1,)), S((5, 1), (5,)),
-    ), FLOATS, grad=(0,), domain=(normal, class_targets), in_dtypes=(None, "int32"), errors=(
+        S((5, 5), (5,)), S((1, 3), (1,)), S((5, 1), (5,)),
+    ), FLOATS, grad=(0,), domain=(normal, class_targets), in_dtypes=(None, "int32"), n_half=3, errors=(
         E((4, 5), (4,), dtypes=("float32", "float32"), error="DTypeError",
           match="cross_entropy: got targets of dtype float32; expected integer class indices"),
         E((4, 5), (4,), dtypes=("int32", "int32"), error="DTypeError",
@@ -605,8 +637,8 @@ SPECS: tuple[OpSpec, ...] = (
 
     # other
     OpSpec("argmax", lambda x, dim: jnp.argmax(x, axis=dim).astype(jnp.int32), (
-        S((3, 4), dim=-1), S((2, 3, 4), dim=-2), S((3, 4), dim=0), S((2, 1, 3), dim=1), S((5,), dim=0),
-        S((0, 3), dim=1),
+        S((3, 4), dim=-1), S((4, 4), dim=0).values(ties), S((2, 3, 4), dim=-2), S((3, 4), dim=0), S((2, 1, 3), dim=1),
+        S((5,), dim=0), S((0, 3), dim=1), S((3, 3), dim=1), S((2, 5, 3), dim=1).values(ties),
     ), NUMERIC, domain=distinct, errors=dim_errors("argmax", (3, 4)) + (
         E((0, 3), dim=0, match="argmax: got shape (0, 3) with dim 0 of size 0; expected a non-empty dim"),
         E((3,), dim=0, dtypes=("bool",), error="DTypeError", match="argmax: got dtype bool"))),

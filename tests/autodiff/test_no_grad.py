@@ -24,7 +24,7 @@ def test_nesting_and_exception_restore(backend):
         _ = x * x
         assert not backend.tape().is_recording()
     assert backend.tape().is_recording()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="^boom$"):
         with backend.no_grad():
             raise RuntimeError("boom")
     assert autodiff.is_grad_enabled()

@@ -1,6 +1,12 @@
-"""Every example runs (with a tiny epoch count, into a temporary directory), so none can rot.
+"""Every example runs (into a temporary directory), so none can rot, and reaches what its
+documentation promises within a short budget:
 
-The full-length runs that check the accuracy each example promises are marked slow.
+* digits_cnn: "≥ 97% held-out accuracy" (README) — in 8 epochs (about 8 s on JaxBackend);
+* digits_mlp: "about 98% on the held-out 20%" (its docstring) — at least 97% in 8 epochs;
+* two_moons: "a curved boundary no straight line could draw" — beats the best linear classifier;
+* linear_regression: fits w and b by gradient descent — the least-squares solution;
+* square: dy/dx = 2x at x = 2.
+The full-length default runs are marked slow.
 """
 
 import importlib
@@ -37,11 +43,16 @@ def check_digits_run(metrics, out, epochs, min_accuracy):
     assert min_accuracy <= metrics["test_accuracy"] <= 1.0
 
 
-@pytest.mark.parametrize("backend", ["jax", "numpy"])
-def test_digits_cnn_one_epoch(load, tmp_path, backend):
-    metrics = load("digits_cnn").main(["--epochs", "1", "--backend", backend, "--out", str(tmp_path), "--quiet"])
-    check_digits_run(metrics, tmp_path, 1, min_accuracy=0.5)
-    assert metrics["backend"] == f"Autodiff({backend})"
+def test_digits_cnn_one_epoch_on_numpy(load, tmp_path):
+    metrics = load("digits_cnn").main(["--epochs", "1", "--backend", "numpy", "--out", str(tmp_path), "--quiet"])
+    check_digits_run(metrics, tmp_path, 1, min_accuracy=0.8)   # about 85% after one (cosine-decayed) epoch
+    assert metrics["backend"] == "Autodiff(numpy)"
+
+
+def test_digits_cnn_reaches_97_percent_in_8_epochs(load, tmp_path):
+    metrics = load("digits_cnn").main(["--epochs", "8", "--out", str(tmp_path), "--quiet"])
+    check_digits_run(metrics, tmp_path, 8, min_accuracy=0.97)
+    assert metrics["backend"] == "Autodiff(jax)"
 
 
 def test_digits_cnn_weights_reload(load, tmp_path):
@@ -54,28 +65,39 @@ def test_digits_cnn_weights_reload(load, tmp_path):
     assert example.evaluate(model, backend, x_test, y_test) == metrics["test_accuracy"]
 
 
-def test_digits_mlp_one_epoch(load, tmp_path):
-    metrics = load("digits_mlp").main(["--epochs", "2", "--out", str(tmp_path), "--quiet"])
-    check_digits_run(metrics, tmp_path, 2, min_accuracy=0.5)
+def test_digits_mlp_reaches_about_98_percent_in_8_epochs(load, tmp_path):
+    metrics = load("digits_mlp").main(["--epochs", "8", "--backend", "numpy", "--out", str(tmp_path), "--quiet"])
+    check_digits_run(metrics, tmp_path, 8, min_accuracy=0.97)
 
 
-def test_linear_regression(load, capsys):
-    metrics = load("linear_regression").main(["--steps", "60"])
+def _least_squares(seed: int = 0) -> np.ndarray:
+    """w, b of the least-squares line through linear_regression.py's data (the same draws)."""
+    rng = np.random.default_rng(seed)
+    xs = rng.uniform(-1, 1, (100, 1))
+    ys = 3.0 * xs - 2.0 + 0.1 * rng.standard_normal((100, 1))
+    return np.linalg.lstsq(np.hstack([xs, np.ones_like(xs)]), ys, rcond=None)[0].ravel()
+
+
+@pytest.mark.parametrize("backend", ["jax", "numpy"])
+def test_linear_regression_finds_the_least_squares_line(load, capsys, backend):
+    metrics = load("linear_regression").main(["--backend", backend])
     assert [line.split("(")[0] for line in metrics["tape"]] == ["MulOp", "AddOp", "SubOp", "MulOp", "MeanDimOp"]
     assert "MulOp((100, 1), (1,)) -> (100, 1)" in capsys.readouterr().out
-    assert abs(metrics["w"] - 3.0) < 0.2 and abs(metrics["b"] + 2.0) < 0.1
+    w, b = _least_squares()
+    assert abs(metrics["w"] - w) < 1e-3 and abs(metrics["b"] - b) < 1e-3, (metrics["w"], metrics["b"], w, b)
 
 
-def test_linear_regression_numpy(load):
-    metrics = load("linear_regression").main(["--steps", "20", "--backend", "numpy"])
-    assert metrics["loss"] < 1.0
+@pytest.mark.parametrize("backend", ["jax", "numpy"])
+def test_two_moons_draws_a_boundary_no_straight_line_could(load, tmp_path, backend):
+    from sklearn.datasets import make_moons
+    from sklearn.linear_model import LogisticRegression
 
-
-def test_two_moons(load, tmp_path):
-    metrics = load("two_moons").main(["--steps", "60", "--out", str(tmp_path)])
+    metrics = load("two_moons").main(["--backend", backend, "--out", str(tmp_path)])
     assert (tmp_path / "decision_boundary.png").stat().st_size > 1000
-    assert 0.8 <= metrics["train_accuracy"] <= 1.0
-    assert 0.8 <= metrics["test_accuracy"] <= 1.0          # on 100 points the model never trained on
+    xs, ys = make_moons(n_samples=400, noise=0.2, random_state=0)      # the example's split: 300 / 100
+    straight_line = LogisticRegression().fit(xs[:300], ys[:300]).score(xs[300:], ys[300:])
+    assert metrics["train_accuracy"] >= 0.95, metrics
+    assert metrics["test_accuracy"] >= max(0.9, straight_line + 0.05), (metrics, straight_line)   # held out
 
 
 def test_square(load):
@@ -90,9 +112,9 @@ def test_digits_cnn_reaches_97_percent(load, tmp_path, backend):
 
 
 @pytest.mark.slow
-def test_digits_mlp_reaches_95_percent(load, tmp_path):
+def test_digits_mlp_reaches_about_98_percent(load, tmp_path):
     metrics = load("digits_mlp").main(["--out", str(tmp_path), "--quiet"])
-    check_digits_run(metrics, tmp_path, 20, min_accuracy=0.95)
+    check_digits_run(metrics, tmp_path, 20, min_accuracy=0.97)
 
 
 @pytest.mark.skipif(not has_gpu(), reason="no GPU")

@@ -99,7 +99,7 @@ def test_sequential_container(backend):
 
 
 def test_module_forward_must_be_written(backend):
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(NotImplementedError, match=r"^Module\.forward$"):
         nn.Module()(tensor.ones((1,), backend))
 
 

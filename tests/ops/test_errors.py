@@ -5,6 +5,7 @@ kernel runs."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -42,7 +43,7 @@ def _raise(spec: OpSpec, err: Err, where: str) -> str:
     inner = new_backend("numpy" if where == "autodiff" else where)
     tensors = _error_tensors(inner, spec, err)
     backend = autodiff.new(armed(inner)) if where == "autodiff" else armed(inner)
-    with pytest.raises(errors.JtapeError) as info:
+    with pytest.raises(errors.JtapeError, match=re.escape(err.match)) as info:
         spec.run(backend, tensors, err.kwargs)
     e = info.value
     assert type(e) is getattr(errors, err.error), f"{where}: raised {type(e).__name__}, expected {err.error}: {e}"
@@ -63,7 +64,7 @@ def test_error_messages_show_shapes_as_plain_tuples() -> None:
     for spec in SPECS:
         for err in spec.errors:
             backend = new_backend("numpy")
-            with pytest.raises(errors.JtapeError) as info:
+            with pytest.raises(errors.JtapeError, match=re.escape(err.match)) as info:
                 spec.run(backend, _error_tensors(backend, spec, err), err.kwargs)
             assert "Shape((" not in str(info.value), str(info.value)
 

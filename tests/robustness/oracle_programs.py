@@ -1,11 +1,12 @@
 """Random programs over every op family, written twice: once with jtape Tensors (run on the
 tape) and once in plain ``jax.numpy`` (differentiated by ``jax.grad``, the oracle).
 
-Every value in a program has the shape ``C = (2, 3, 4, 4)`` (NCHW, so conv2d and max_pool2d
-apply to any of them); an op that changes the shape (pooling, strided conv, reductions, chunk,
-cross_entropy) brings its result back to ``C`` with other ops. A program is a list of steps
-``(op, i, j, p)``: the op reads values ``i`` and ``j`` of the growing list (fan-out and
-diamonds), and ``p`` picks its static arguments (dims, scalars, permutations).
+Every value in a program has one shape ``C = (N, 3, 4, 4)`` (NCHW, so conv2d and max_pool2d
+apply to any of them), with the batch ``N`` drawn per example (``BATCHES``); an op that changes
+the shape (pooling, strided conv, reductions, chunk, cross_entropy) brings its result back to
+``C`` with other ops. A program is a list of steps ``(op, i, j, p)``: the op reads values ``i``
+and ``j`` of the growing list (fan-out and diamonds), and ``p`` picks its static arguments (dims,
+scalars, permutations). Each op reads ``C`` from its environment ``e``.
 """
 
 from __future__ import annotations
@@ -20,9 +21,17 @@ from jax import lax
 
 from jtape import tensor
 
-C = (2, 3, 4, 4)
+BATCHES = (1, 2, 3)                              # N: C = (N, 3, 4, 4)
 PERMS = list(itertools.permutations(range(4)))
-EVEN_DIMS = (0, 2, 3, -1, -2, -4)                 # dims of C whose size is even (chunk into 2)
+
+
+def value_shape(n: int) -> tuple:
+    return (n, 3, 4, 4)
+
+
+def _even_dims(c: tuple) -> tuple:
+    """The dims of ``c`` whose size is even (chunk into 2), both signs."""
+    return tuple(d for i in range(4) if c[i] % 2 == 0 for d in (i, i - 4))
 
 
 def _dim(p: int) -> int:
@@ -54,9 +63,9 @@ def _ce_j(z, t):
     return jnp.mean(jax.nn.logsumexp(z, axis=1) - jnp.take_along_axis(z, t[:, None], axis=1)[:, 0])
 
 
-def _expand_target(d: int) -> tuple:
-    """C with -1 for every dim but ``d`` (expand's "keep this size")."""
-    return tuple(C[i] if i == d % 4 else -1 for i in range(4))
+def _expand_target(c: tuple, d: int) -> tuple:
+    """``c`` with -1 for every dim but ``d`` (expand's "keep this size")."""
+    return tuple(c[i] if i == d % 4 else -1 for i in range(4))
 
 
 # op name -> (family, tape version, jnp version); each takes (a, b, p, env).
@@ -96,22 +105,24 @@ OPS = {
     "max_pool2d": ("conv", lambda a, b, p, e: _up_t(a.max_pool2d(2)), lambda a, b, p, e: _up_j(_pool_j(a, 2, 2))),
     "max_pool2d_overlapping": ("conv", lambda a, b, p, e: _up_t(a.max_pool2d(3, 1)),
                                lambda a, b, p, e: _up_j(_pool_j(a, 3, 1))),
-    "cross_entropy": ("loss", lambda a, b, p, e: b + a.reshape(8, 12).cross_entropy(e.targets),
-                      lambda a, b, p, e: b + _ce_j(a.reshape(8, 12), e.targets)),
+    "cross_entropy": ("loss", lambda a, b, p, e: b + a.reshape(-1, 12).cross_entropy(e.targets),
+                      lambda a, b, p, e: b + _ce_j(a.reshape(-1, 12), e.targets)),
     "sum": ("reduction", lambda a, b, p, e: b + a.sum().mul_scalar(0.01), lambda a, b, p, e: b + jnp.sum(a) * 0.01),
-    "sum_dim": ("reduction", lambda a, b, p, e: a.sum_dim(_dim(p)).unsqueeze(_dim(p)).expand(C),
-                lambda a, b, p, e: jnp.broadcast_to(jnp.expand_dims(jnp.sum(a, _dim(p)), _dim(p)), C)),
-    "mean_dim": ("reduction", lambda a, b, p, e: a.mean_dim(_dim(p)).unsqueeze(_dim(p)).expand(_expand_target(_dim(p))),
-                 lambda a, b, p, e: jnp.broadcast_to(jnp.expand_dims(jnp.mean(a, _dim(p)), _dim(p)), C)),
-    "reshape": ("shape", lambda a, b, p, e: a.reshape(4, 2, 4, 3).transpose(0, 1, 3, 2).reshape(C),
-                lambda a, b, p, e: jnp.transpose(a.reshape(4, 2, 4, 3), (0, 1, 3, 2)).reshape(C)),
-    "transpose": ("shape", lambda a, b, p, e: a.transpose(*PERMS[p % 24]).reshape(C),
-                  lambda a, b, p, e: jnp.transpose(a, PERMS[p % 24]).reshape(C)),
+    "sum_dim": ("reduction", lambda a, b, p, e: a.sum_dim(_dim(p)).unsqueeze(_dim(p)).expand(e.C),
+                lambda a, b, p, e: jnp.broadcast_to(jnp.expand_dims(jnp.sum(a, _dim(p)), _dim(p)), e.C)),
+    "mean_dim": ("reduction",
+                 lambda a, b, p, e: a.mean_dim(_dim(p)).unsqueeze(_dim(p)).expand(_expand_target(e.C, _dim(p))),
+                 lambda a, b, p, e: jnp.broadcast_to(jnp.expand_dims(jnp.mean(a, _dim(p)), _dim(p)), e.C)),
+    "reshape": ("shape", lambda a, b, p, e: a.reshape(4, -1, 4, 3).transpose(0, 1, 3, 2).reshape(e.C),
+                lambda a, b, p, e: jnp.transpose(a.reshape(4, -1, 4, 3), (0, 1, 3, 2)).reshape(e.C)),
+    "transpose": ("shape", lambda a, b, p, e: a.transpose(*PERMS[p % 24]).reshape(e.C),
+                  lambda a, b, p, e: jnp.transpose(a, PERMS[p % 24]).reshape(e.C)),
     "squeeze": ("shape", lambda a, b, p, e: a.unsqueeze(p % 10 - 5).mul_scalar(1.5).squeeze(p % 10 - 5),
                 lambda a, b, p, e: jnp.squeeze(jnp.expand_dims(a, p % 10 - 5) * 1.5, p % 10 - 5)),
-    "expand": ("shape", lambda a, b, p, e: b + a.sum_dim(_dim(p), True).expand(*C),
-               lambda a, b, p, e: b + jnp.broadcast_to(jnp.sum(a, _dim(p), keepdims=True), C)),
-    "cat_chunk": ("shape", lambda a, b, p, e: _swap_t(a, EVEN_DIMS[p % 6]), lambda a, b, p, e: _swap_j(a, EVEN_DIMS[p % 6])),
+    "expand": ("shape", lambda a, b, p, e: b + a.sum_dim(_dim(p), True).expand(*e.C),
+               lambda a, b, p, e: b + jnp.broadcast_to(jnp.sum(a, _dim(p), keepdims=True), e.C)),
+    "cat_chunk": ("shape", lambda a, b, p, e: _swap_t(a, _pick(_even_dims(e.C), p)),
+                  lambda a, b, p, e: _swap_j(a, _pick(_even_dims(e.C), p))),
     "chunk3": ("shape", lambda a, b, p, e: _three_t(a, 1 - 4 * (p % 2)), lambda a, b, p, e: _three_j(a, 1 - 4 * (p % 2))),
     "gather": ("indexing", lambda a, b, p, e: a.gather(_dim(p), e.index[_dim(p) % 4]),
                lambda a, b, p, e: jnp.take_along_axis(a, e.index[_dim(p) % 4], axis=_dim(p))),
@@ -122,6 +133,10 @@ OPS = {
              lambda a, b, p, e: jnp.tanh(a.astype(jnp.float32)).astype(jnp.float64)),
 }
 FAMILIES = sorted({family for family, _, _ in OPS.values()})
+
+
+def _pick(options: tuple, p: int):
+    return options[p % len(options)]
 
 
 def _swap_t(a, d):
@@ -145,17 +160,19 @@ def _three_j(a, d):
 
 
 # -- drawing the data of one example and running a program -------------------------------------------
-def draw(seed: int, n_values: int) -> dict:
-    """The example's inputs and constants (NumPy, float64): leaves a, b, the conv kernel, the
-    cross-entropy targets, one gather index per dim, a bool mask, and a random weight per value
-    for the loss (never all ones: ones hide transposition bugs)."""
+def draw(seed: int, n_values: int, batch: int = 2) -> dict:
+    """The example's inputs and constants (NumPy, float64) for values of shape ``C = value_shape(batch)``:
+    leaves a, b, the conv kernel, the cross-entropy targets, one gather index per dim, a bool
+    mask, and a random weight per value for the loss (never all ones: ones hide transposition bugs)."""
+    c = value_shape(batch)
     rng = np.random.default_rng(seed)
     return {
-        "a": rng.standard_normal(C), "b": rng.standard_normal(C), "kernel": 0.2 * rng.standard_normal((3, 3, 3, 3)),
-        "targets": rng.integers(0, 12, 8).astype(np.int32),
-        "index": [rng.integers(0, C[d], C).astype(np.int32) for d in range(4)],
-        "mask": rng.random(C) < 0.5,
-        "weights": [rng.standard_normal(C) for _ in range(n_values)],
+        "C": c, "a": rng.standard_normal(c), "b": rng.standard_normal(c),
+        "kernel": 0.2 * rng.standard_normal((3, 3, 3, 3)),
+        "targets": rng.integers(0, 12, 4 * batch).astype(np.int32),   # reshape(-1, 12): 4N rows
+        "index": [rng.integers(0, c[d], c).astype(np.int32) for d in range(4)],
+        "mask": rng.random(c) < 0.5,
+        "weights": [rng.standard_normal(c) for _ in range(n_values)],
     }
 
 
@@ -178,10 +195,10 @@ def run(program: list, leaves: list, env: SimpleNamespace, weights: list, lib: s
 
 def tape_env(backend, data: dict, kernel) -> SimpleNamespace:
     const = lambda v: tensor.from_numpy(v, backend, requires_grad=False)
-    return SimpleNamespace(kernel=kernel, targets=const(data["targets"]), index=[const(i) for i in data["index"]],
-                           mask=const(data["mask"]))
+    return SimpleNamespace(C=data["C"], kernel=kernel, targets=const(data["targets"]),
+                           index=[const(i) for i in data["index"]], mask=const(data["mask"]))
 
 
 def jnp_env(data: dict, kernel) -> SimpleNamespace:
-    return SimpleNamespace(kernel=kernel, targets=jnp.asarray(data["targets"]),
+    return SimpleNamespace(C=data["C"], kernel=kernel, targets=jnp.asarray(data["targets"]),
                            index=[jnp.asarray(i) for i in data["index"]], mask=jnp.asarray(data["mask"]))

@@ -5,6 +5,9 @@ on the tape over each inner backend, against ``jax.grad`` of the same program in
 Default: 25 examples per inner backend (50 in all). ``JTAPE_LONG_ORACLE=1``: 2,500 per inner
 backend (5,000 in all). Either way the run ends with a line of counts: examples run per
 backend, and ops drawn per family.
+
+Fresh programs every run: hypothesis is seeded with the run's seed (``JTAPE_SEED``, see
+``tests/seeding.py``), which a failure prints; setting it replays the run.
 """
 
 from __future__ import annotations
@@ -16,17 +19,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, note, seed, settings
 from hypothesis import strategies as st
 
 from jtape import autodiff, tensor
 
 from ..conftest import make_inner
-from .oracle_programs import FAMILIES, OPS, draw, jnp_env, run, tape_env
+from ..seeding import RUN_SEED, replay_hint
+from .oracle_programs import BATCHES, FAMILIES, OPS, draw, jnp_env, run, tape_env
 
 LONG = os.environ.get("JTAPE_LONG_ORACLE") == "1"
 PER_BACKEND = 2500 if LONG else 25
-STATS = {"examples": Counter(), "families": Counter(), "ops": Counter(), "lengths": []}
+STATS = {"examples": Counter(), "families": Counter(), "ops": Counter(), "lengths": [], "batches": Counter()}
 
 _step = st.tuples(st.sampled_from(sorted(OPS)), st.integers(0, 10**6), st.integers(0, 10**6), st.integers(0, 10**6))
 # The length first, uniform in 5..50 (st.lists alone would mostly draw short programs).
@@ -41,7 +45,8 @@ def _report_counts(request):
     families = ", ".join(f"{f} {STATS['families'][f]}" for f in FAMILIES)
     text = (f"[oracle] examples run: {dict(STATS['examples'])} ({sum(STATS['examples'].values())} in all); "
             f"ops drawn per family: {families}; {sum(STATS['ops'].values())} ops, program lengths "
-            f"{min(STATS['lengths'])}..{max(STATS['lengths'])} (mean {np.mean(STATS['lengths']):.1f})")
+            f"{min(STATS['lengths'])}..{max(STATS['lengths'])} (mean {np.mean(STATS['lengths']):.1f}), "
+            f"batch sizes {dict(STATS['batches'])}; {replay_hint()}")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if capture is None:
         print(text)
@@ -53,8 +58,8 @@ def _report_counts(request):
 _INNER: dict = {}
 
 
-def check_program(inner_name: str, program: list, seed: int, count: bool = True) -> None:
-    data = draw(seed, len(program) + 2)
+def check_program(inner_name: str, program: list, data_seed: int, batch: int = 2, count: bool = True) -> None:
+    data = draw(data_seed, len(program) + 2, batch)
     # One inner backend per kind for the whole run (a JaxBackend keeps its compiled rule kernels),
     # a fresh AutodiffBackend (and tape) per example.
     inner = _INNER.setdefault(inner_name, make_inner(inner_name))
@@ -83,14 +88,17 @@ def check_program(inner_name: str, program: list, seed: int, count: bool = True)
     STATS["families"].update(OPS[step[0]][0] for step in program)
     STATS["ops"].update(step[0] for step in program)
     STATS["lengths"].append(len(program))
+    STATS["batches"][batch] += 1
 
 
 @pytest.mark.parametrize("inner_name", ["jax", "numpy"])
-@settings(max_examples=PER_BACKEND, deadline=None, derandomize=True, database=None,
+@seed(RUN_SEED)
+@settings(max_examples=PER_BACKEND, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(program=programs, seed=st.integers(0, 2**16))
-def test_random_programs_over_every_op_family_match_jax_grad(inner_name, program, seed):
-    check_program(inner_name, program, seed)
+@given(program=programs, data_seed=st.integers(0, 2**32 - 1), batch=st.sampled_from(BATCHES))
+def test_random_programs_over_every_op_family_match_jax_grad(inner_name, program, data_seed, batch):
+    note(replay_hint())
+    check_program(inner_name, program, data_seed, batch)
 
 
 @pytest.mark.parametrize("inner_name", ["jax", "numpy"])
@@ -100,7 +108,7 @@ def test_one_program_with_every_op_matches_jax_grad(inner_name):
     rng = np.random.default_rng(7)
     program = [(name, int(rng.integers(10**6)), int(rng.integers(10**6)), int(rng.integers(10**6)))
                for name in sorted(OPS)]
-    check_program(inner_name, program, seed=3, count=False)
+    check_program(inner_name, program, data_seed=3, count=False)
     assert {OPS[name][0] for name, *_ in program} == set(FAMILIES) == {
         "arithmetic", "scalar", "unary", "activation", "matmul", "conv", "loss", "reduction", "shape",
         "indexing", "cast"}
