@@ -35,7 +35,7 @@ from .autodiff.backend import plain as plain_backend
 from .backends import JaxBackend, NumpyBackend
 from .ops.base import Operation
 from .tensor.dtype import DataType
-from .tensor.errors import DTypeError
+from .tensor.errors import ArgumentError, DTypeError
 from .tensor.raw import RawTensor
 from .tensor.shape import Shape
 from .tensor.tensor import Tensor
@@ -160,7 +160,7 @@ def check_gradients(fn: Callable[..., Tensor], *inputs: Any, **options: Any) -> 
     def plain(backend: Any, raws: list) -> RawTensor:
         out = fn(*[Tensor(r, backend) for r in raws])
         if not isinstance(out, Tensor):
-            raise TypeError(f"{name}: fn returned {type(out).__name__}; expected one Tensor")
+            raise ArgumentError(f"{name}: fn returned {type(out).__name__}; expected one Tensor")
         return _result(name, out.raw())
 
     return _check(name, plain, plain, inputs, **options)
@@ -343,7 +343,7 @@ def _wrt(name: str, wrt: Sequence[int] | None, is_float: list, arrays: list) -> 
 
 def _result(name: str, out: Any) -> RawTensor:
     if not isinstance(out, RawTensor):
-        raise TypeError(f"{name}: the function returned {type(out).__name__}; expected one RawTensor")
+        raise ArgumentError(f"{name}: the function returned {type(out).__name__}; expected one RawTensor")
     if not out.dtype.is_float:
         raise DTypeError(f"{name}: the function returned a tensor of dtype {out.dtype.value}; expected a float result")
     return out

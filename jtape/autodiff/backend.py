@@ -115,7 +115,9 @@ class AutodiffBackend:
 
     def _run(self, op: OpDef, args: tuple, inputs: list, statics: dict, shape: Any, dtype: DataType) -> Any:
         if self._deferred is not None and not SWITCHES.on:
-            return self._deferred.defer(op, inputs, statics, shape, dtype)
+            out = self._deferred.defer(op, inputs, statics, shape, dtype)
+            if out is not None:
+                return out
         if self._execute is not None:
             return self._execute(op, inputs, statics, shape, dtype)
         return getattr(self._inner, op.name)(*args)
@@ -133,12 +135,12 @@ def _recorded(op: OpDef) -> Callable[..., RawTensor]:
         if kwargs or len(args) != arity:
             args = bind(args, kwargs)
         inputs, statics, shape, dtype = check(args)
+        out = None
         if self._deferred is not None and not SWITCHES.on:
             out = self._deferred.defer(op, inputs, statics, shape, dtype)
-        elif self._execute is not None:
-            out = self._execute(op, inputs, statics, shape, dtype)
-        else:
-            out = getattr(self._inner, name)(*args)
+        if out is None:
+            out = (self._execute(op, inputs, statics, shape, dtype) if self._execute is not None
+                   else getattr(self._inner, name)(*args))
         if dtype.floating:
             if flat:
                 inputs = [t for x in inputs for t in (x if x.__class__ is tuple else (x,))]

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import jax
 
 from ..distributed.sharding import Placement, ShardRule
-from ..tensor.errors import BackendError
+from ..tensor.errors import ArgumentError, BackendError
 from ..tensor.tensor import Tensor
 from .backend import plain
 from .tape import GradientTape
@@ -46,7 +46,7 @@ class _Binding:
             elif isinstance(obj, Tensor):                                  # a single Parameter
                 self._add_params([obj])
             else:
-                raise TypeError(f"jtape.jit: got state of type {type(obj).__name__}; expected Modules, "
+                raise ArgumentError(f"jtape.jit: got state of type {type(obj).__name__}; expected Modules, "
                                 f"Optimizers or Parameters")
 
     def _add_params(self, params: Sequence[Any]) -> None:

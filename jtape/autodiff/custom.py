@@ -49,7 +49,7 @@ import functools
 from typing import Any, Callable
 
 from ..ops.base import Operation
-from ..tensor.errors import BackendError
+from ..tensor.errors import ArgumentError, BackendError
 from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
 from .backend import plain
@@ -59,19 +59,19 @@ def custom_op(op_class: Callable[..., Operation]) -> Callable[[Callable[..., Raw
     """Decorator: ``forward(backend, *args, **kwargs) -> RawTensor`` becomes an op recorded as
     ``op_class(out, *args, **kwargs)`` on an AutodiffBackend. See the module docstring."""
     if not callable(op_class):
-        raise TypeError(f"custom_op: got {op_class!r}; expected an Operation subclass")
+        raise ArgumentError(f"custom_op: got {op_class!r}; expected an Operation subclass")
 
     def decorate(forward: Callable[..., RawTensor]) -> Callable[..., Any]:
         @functools.wraps(forward)
         def op(backend: Any, *args: Any, **kwargs: Any) -> Any:
             if isinstance(backend, (Tensor, RawTensor)):
-                raise TypeError(f"{forward.__name__}: got a {type(backend).__name__} as the first argument; "
+                raise ArgumentError(f"{forward.__name__}: got a {type(backend).__name__} as the first argument; "
                                 f"expected the backend (call it as {forward.__name__}(backend, x, ...))")
             raw_args = [_raw(a, backend, forward.__name__) for a in args]
             raw_kwargs = {k: _raw(v, backend, forward.__name__) for k, v in kwargs.items()}
             out = forward(plain(backend), *raw_args, **raw_kwargs)
             if not isinstance(out, RawTensor):
-                raise TypeError(f"{forward.__name__}: the forward returned {type(out).__name__}; expected one "
+                raise ArgumentError(f"{forward.__name__}: the forward returned {type(out).__name__}; expected one "
                                 f"RawTensor (a custom op has one output)")
             tape = backend.tape() if hasattr(backend, "tape") else None
             if tape is not None and out.dtype.is_float:

@@ -23,27 +23,34 @@ from __future__ import annotations
 
 import sys
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Any, NamedTuple
 
 import jax
+from jax.core import Tracer
 
 from ..tensor.raw import Pending, RawTensor
 from ..tensor.registry import REGISTRY, OpDef
 from .tape import GradientTape
 
+_new_pending = _new_node = tuple.__new__
 MAX_PENDING = 20_000      # flush anyway past this many pending ops (memory stays bounded)
 MAX_PROGRAMS = 32         # compiled programs kept per backend (least recently used dropped)
 MAX_SEEN = 1024           # structures remembered (a changing shape every step cannot grow this)
 
 
 class Node(NamedTuple):
-    """One pending op: everything needed to run it (a registered op with normalised statics)."""
+    """One pending op: everything needed to run it (a registered op with normalised statics). The
+    result is held weakly: the result holds its Pending value, which holds this program, so a strong
+    reference here would make a cycle — and a result nobody holds any more need not be computed."""
 
     op: OpDef
     inputs: list            # RawTensors, a tuple for a sequence parameter
     statics: dict
-    out: RawTensor
+    out: Any                # weakref to the result RawTensor
+    shape: Any
+    dtype: Any
 
 
 class Deferred:
@@ -51,23 +58,29 @@ class Deferred:
 
     def __init__(self, inner: Any):
         self.inner = inner
+        self.device = inner.device()
         self.nodes: list[Node] = []
         self.lock = threading.RLock()
         self.programs: OrderedDict = OrderedDict()
         self.seen: OrderedDict = OrderedDict()
         self.compiles = 0          # how many programs were compiled (tests read it: the cache is bounded)
 
-    def defer(self, op: OpDef, inputs: list, statics: dict, shape: Any, dtype: Any) -> RawTensor:
-        """Record a checked op to run later; its result holds a ``Pending`` value."""
+    def defer(self, op: OpDef, inputs: list, statics: dict, shape: Any, dtype: Any) -> RawTensor | None:
+        """Record a checked op to run later; its result holds a ``Pending`` value. None: the op must
+        run now — its inputs are jax tracers (a jax transformation is tracing jtape code)."""
         for x in inputs:
             for t in (x if x.__class__ is tuple else (x,)):
                 data = t.data
-                if data.__class__ is Pending and data._program() is not self:
-                    t.value()                        # pending on another backend: run that first
-        out = RawTensor(None, shape, dtype, self.inner.device())
-        out.data = Pending(self, out)
+                if data.__class__ is Pending:
+                    if not data.belongs_to(self):
+                        t.value()                    # pending on another backend: run that first
+                elif isinstance(data, Tracer):
+                    return None
+        out = RawTensor(None, shape, dtype, self.device)
+        ref = weakref.ref(out)
+        out.data = _new_pending(Pending, (self, ref))        # tuple.__new__: no Python call on this path
         with self.lock:
-            self.nodes.append(Node(op, inputs, statics, out))
+            self.nodes.append(_new_node(Node, (op, inputs, statics, ref, shape, dtype)))
             if len(self.nodes) >= MAX_PENDING:
                 self.flush()
         return out
@@ -96,7 +109,10 @@ class Deferred:
 
     # -- describing and running a program ----------------------------------------------------------
     def _run(self, nodes: list[Node], walk: tuple | None) -> dict | None:
-        spec, args, outputs, keep = _describe(nodes, walk)
+        outs = [node.out() for node in nodes]                   # None: a result nobody holds
+        nodes = [node for node, out in zip(nodes, outs) if out is not None]
+        outs = [out for out in outs if out is not None]
+        spec, args, outputs, keep = _describe(nodes, outs, walk)
         count = self.seen.pop(spec, 0) + 1
         self.seen[spec] = count
         if len(self.seen) > MAX_SEEN:
@@ -104,8 +120,8 @@ class Deferred:
         entry = self.programs.pop(spec, None)
         if entry is None and count < 2:        # first sight: op by op, nothing compiled
             execute = self.inner.execute
-            for node in nodes:
-                node.out.data = execute(node.op, node.inputs, node.statics, node.out.shape, node.out.dtype).data
+            for node, out in zip(nodes, outs):
+                out.data = execute(node.op, node.inputs, node.statics, node.shape, node.dtype).data
             return None
         if entry is None:
             run = _program(spec, self.inner)
@@ -117,7 +133,7 @@ class Deferred:
         compiled, run = entry
         values, grads, ranges = compiled([a.data for a in args])
         for node_index, value in zip(outputs, values):
-            nodes[node_index].out.data = value
+            outs[node_index].data = value
         for check, (low, high) in zip(run.checks, ranges):
             check.verify(int(low), int(high))   # an index out of range raises, as op by op
         if walk is None:
@@ -126,7 +142,7 @@ class Deferred:
         return {x: RawTensor(g, x.shape, x.dtype, device) for x, g in zip(keep, grads) if g is not None}
 
 
-def _describe(nodes: list[Node], walk: tuple | None) -> tuple:
+def _describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> tuple:
     """The structure of a program (hashable: the cache key) and what it runs on.
 
     Every tensor is named by a ref: ("n", i) for the output of pending op i, ("a", k) for the k-th
@@ -143,10 +159,10 @@ def _describe(nodes: list[Node], walk: tuple | None) -> tuple:
         return r
 
     node_specs = []
-    for i, node in enumerate(nodes):
+    for i, (node, out) in enumerate(zip(nodes, outs)):
         ins = tuple(tuple(ref(t) for t in x) if x.__class__ is tuple else ref(x) for x in node.inputs)
-        node_specs.append((node.op.name, tuple(node.statics.items()), ins, node.out.shape, node.out.dtype))
-        refs[id(node.out)] = ("n", i)
+        node_specs.append((node.op.name, tuple(node.statics.items()), ins, node.shape, node.dtype))
+        refs[id(out)] = ("n", i)
     walk_spec, keep = None, []
     if walk is not None:
         ops, seed_of, seed, keep_set, _ = walk
@@ -154,12 +170,12 @@ def _describe(nodes: list[Node], walk: tuple | None) -> tuple:
                           ref(op.output())) for op in ops)
         keep = sorted(keep_set, key=ref)                 # a canonical order: the same step, the same key
         walk_spec = (op_specs, ref(seed_of), ref(seed), tuple(ref(x) for x in keep))
-    outputs = _live_outputs(nodes, walk)
+    outputs = _live_outputs(nodes, outs, walk)
     arg_meta = tuple((a.shape, a.dtype, a.requires_grad) for a in args)
     return (tuple(node_specs), arg_meta, walk_spec, tuple(outputs)), args, outputs, keep
 
 
-def _live_outputs(nodes: list[Node], walk: tuple | None) -> list[int]:
+def _live_outputs(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> list[int]:
     """The pending ops whose results are referenced from outside the pending ops (a user's variable,
     a Tensor, the tape that a later walk reads): only those values leave the program; the rest stay
     inside it, where XLA need not store them. Counted with ``sys.getrefcount``; the references of
@@ -174,8 +190,8 @@ def _live_outputs(nodes: list[Node], walk: tuple | None) -> list[int]:
         for op in walk[0]:
             for t in (op.output(), *op.inputs()):
                 internal[id(t)] = internal.get(id(t), 0) + 1
-    # getrefcount's argument and the Node are the other two references (a Pending's are weak).
-    return [i for i, node in enumerate(nodes) if sys.getrefcount(node.out) - 2 - internal.get(id(node.out), 0) > 0]
+    # getrefcount's argument and the ``outs`` list are the other two references (a Pending's are weak).
+    return [i for i, out in enumerate(outs) if sys.getrefcount(out) - 2 - internal.get(id(out), 0) > 0]
 
 
 def _program(spec: tuple, inner: Any):

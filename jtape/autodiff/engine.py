@@ -8,7 +8,7 @@ from typing import Any
 
 import jax
 
-from ..tensor.errors import DTypeError, TapeError
+from ..tensor.errors import ArgumentError, DTypeError, TapeError
 from ..tensor.raw import RawTensor, check_gradient
 from ..tensor.tensor import Tensor
 from .backend import plain
@@ -28,7 +28,7 @@ def _raw(t: Any, op: str) -> RawTensor:
         return t.raw()
     if isinstance(t, RawTensor):
         return t
-    raise TypeError(f"{op}: got a {type(t).__name__}; expected a Tensor or RawTensor")
+    raise ArgumentError(f"{op}: got a {type(t).__name__}; expected a Tensor or RawTensor")
 
 
 def _need_float(t: RawTensor, op: str) -> None:
@@ -47,7 +47,7 @@ def _seed(t: RawTensor, grad: Any, backend: Any, op: str) -> RawTensor:
     if grad is None:
         return _ones_seed(t, backend, op)
     if not isinstance(grad, (Tensor, RawTensor)):
-        raise TypeError(f"{op}: got an output gradient of type {type(grad).__name__}; expected a Tensor or "
+        raise ArgumentError(f"{op}: got an output gradient of type {type(grad).__name__}; expected a Tensor or "
                         f"RawTensor of shape {tuple(t.shape)} and dtype {t.dtype.value}")
     raw = _raw(grad, op)
     check_gradient(f"{op} (output_grad)", raw, t)
@@ -91,7 +91,7 @@ def tensor_backward(t: Tensor, grad: Tensor | None = None, *, retain_graph: bool
     raw = t.raw()
     if grad is None and raw.shape.size != 1:
         raise TapeError(f"Tensor.backward: got a tensor of shape {tuple(raw.shape)} and no gradient; a gradient can "
-                        f"be created implicitly only for a one-element (scalar) output — expected t.sum().backward() "
+                        f"be created implicitly only for scalar outputs (one element) — expected t.sum().backward() "
                         f"or t.backward(grad) with a gradient of shape {tuple(raw.shape)}")
     seed = _seed(raw, grad, backend, "Tensor.backward")
     ops = tape.operations()

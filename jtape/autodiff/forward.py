@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..tensor import creation
-from ..tensor.errors import BackendError, DTypeError, ShapeError, TapeError
+from ..tensor.errors import ArgumentError, BackendError, DTypeError, ShapeError, TapeError
 from ..tensor.tensor import Tensor
 from .grad_mode import is_grad_enabled
 
@@ -55,11 +55,11 @@ def jvp(f: Callable[..., Any], primals: Tensor | Sequence[Tensor], tangents: Any
         y, dy = autodiff.jvp(lambda x: (x * x).sin(), (x,), (v,))     # dy = cos(x²) · 2x · v
     """
     if not callable(f):
-        raise TypeError(f"jvp: got f of type {type(f).__name__}; expected a callable taking the primals as Tensors")
+        raise ArgumentError(f"jvp: got f of type {type(f).__name__}; expected a callable taking the primals as Tensors")
     xs_in, one_primal = _as_list("primals", primals)
     vs_in, one_tangent = _as_list("tangents", tangents)
     if one_primal != one_tangent or len(xs_in) != len(vs_in):
-        raise TypeError(f"jvp: got {_describe(primals)} primals and {_describe(tangents)} tangents; expected the "
+        raise ArgumentError(f"jvp: got {_describe(primals)} primals and {_describe(tangents)} tangents; expected the "
                         f"same structure (one tangent per primal)")
     if not xs_in:
         raise ValueError("jvp: got no primals; expected at least one Tensor")
@@ -144,7 +144,8 @@ def _describe(value: Any) -> str:
 def _backend_of(xs: list) -> Any:
     for k, x in enumerate(xs):
         if not isinstance(x, Tensor):
-            raise TypeError(f"jvp: got primal {k} of type {type(x).__name__}; expected a Tensor on an AutodiffBackend")
+            raise ArgumentError(f"jvp: got primal {k} of type {type(x).__name__}; expected a Tensor on an "
+                                f"AutodiffBackend")
     backend = xs[0].backend
     if not (hasattr(backend, "tape") and hasattr(backend, "inner")):
         raise TapeError(f"jvp: got primals on {backend!r}, which records no tape; expected an AutodiffBackend "
@@ -171,7 +172,8 @@ def _tangent(k: int, x: Tensor, v: Any, backend: Any) -> Tensor:
         try:
             array = np.asarray(v)
         except Exception as e:
-            raise TypeError(f"jvp: got tangent {k} of type {type(v).__name__}; expected a Tensor or an array") from e
+            raise ArgumentError(f"jvp: got tangent {k} of type {type(v).__name__}; expected a Tensor or an "
+                                f"array") from e
         if array.dtype.kind not in "fiub":
             raise DTypeError(f"jvp: got tangent {k} of NumPy dtype {array.dtype}; expected numbers")
         v = creation.from_numpy(array, backend, dtype=x.dtype, requires_grad=False)
@@ -184,10 +186,10 @@ def _tangent(k: int, x: Tensor, v: Any, backend: Any) -> Tensor:
 def _outputs(result: Any, backend: Any) -> tuple[list[Tensor], bool]:
     outs, one = _as_list("outputs", result)
     if not outs:
-        raise TypeError("jvp: f returned an empty sequence; expected a Tensor or a tuple/list of Tensors")
+        raise ArgumentError("jvp: f returned an empty sequence; expected a Tensor or a tuple/list of Tensors")
     for k, o in enumerate(outs):
         if not isinstance(o, Tensor):
-            raise TypeError(f"jvp: f returned {'a' if one else f'output {k} as a'} {type(o).__name__}; expected a "
+            raise ArgumentError(f"jvp: f returned {'a' if one else f'output {k} as a'} {type(o).__name__}; expected a "
                             f"Tensor or a tuple/list of Tensors")
         if o.backend is not backend:
             raise BackendError(f"jvp: f returned output {k} on {o.backend!r}; expected the primals' backend "

@@ -24,7 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ..tensor.errors import DTypeError, ShapeError, TapeError
+from ..tensor.errors import ArgumentError, DTypeError, ShapeError, TapeError
 from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
 from .backend import plain
@@ -55,7 +55,7 @@ def batch_jacobian(tape: Any, target: Any, source: Any, unconnected_gradients: s
     """Per-row Jacobians of ``target [B, ...]`` for ``source [B, ...]``; see the module docstring."""
     backend, raw_target = _prepare("batch_jacobian", target, unconnected_gradients, backend)
     if not isinstance(source, (Tensor, RawTensor)):
-        raise TypeError(f"batch_jacobian: got a source of type {type(source).__name__}; expected one Tensor or "
+        raise ArgumentError(f"batch_jacobian: got a source of type {type(source).__name__}; expected one Tensor or "
                         f"RawTensor")
     raw_source = source.raw() if isinstance(source, Tensor) else source
     t_shape, s_shape = tuple(raw_target.shape), tuple(raw_source.shape)
@@ -89,7 +89,7 @@ def _prepare(op: str, target: Any, unconnected_gradients: str, backend: Any) -> 
     if unconnected_gradients not in ("none", "zero"):
         raise ValueError(f"{op}: got unconnected_gradients={unconnected_gradients!r}; expected 'none' or 'zero'")
     if not isinstance(target, (Tensor, RawTensor)):
-        raise TypeError(f"{op}: got a target of type {type(target).__name__}; expected one Tensor or RawTensor")
+        raise ArgumentError(f"{op}: got a target of type {type(target).__name__}; expected one Tensor or RawTensor")
     if backend is None:
         backend = getattr(target, "backend", None)
         if backend is None:
@@ -105,7 +105,7 @@ def _raw_sources(source: Any) -> list[RawTensor]:
     leaves = jax.tree_util.tree_leaves(source, is_leaf=_is_tensor)
     for leaf in leaves:
         if not _is_tensor(leaf):
-            raise TypeError(f"jacobian: got a source of type {type(leaf).__name__}; expected Tensors or RawTensors")
+            raise ArgumentError(f"jacobian: got a source of type {type(leaf).__name__}; expected Tensors or RawTensors")
     return [leaf.raw() if isinstance(leaf, Tensor) else leaf for leaf in leaves]
 
 

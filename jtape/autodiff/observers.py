@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
+from ..tensor.errors import ArgumentError
 from ..tensor.raw import HOOKS, RawTensor, check_gradient
 from ..tensor.tensor import Tensor
 from .anomaly import SWITCHES, AnomalyError, describe_op, nonfinite, shape_dtype
@@ -168,7 +169,8 @@ class Observer:
             new = result.raw() if isinstance(result, Tensor) else result
             where = f"hook {_fn_name(fn)} on a tensor of {shape_dtype(x)}"
             if new is not None and not isinstance(new, RawTensor):
-                raise TypeError(f"{where}: returned {type(result).__name__}; expected None, a Tensor or a RawTensor")
+                raise ArgumentError(f"{where}: returned {type(result).__name__}; expected None, a Tensor or a "
+                                    f"RawTensor")
             check_gradient(where, new, x)
             if self.anomaly and nonfinite(new, "backward", inf=True):
                 raise AnomalyError(f"detect_anomaly: {where} returned a gradient holding "

@@ -254,11 +254,14 @@ _RELEASED = ("an earlier backward released its graph (cleared the tape), so its 
 
 def _leading_to(ops: list, sources: Iterable[RawTensor]) -> set:
     """The tensors whose gradient leads to a source: the sources and every result computed from one
-    (one pass in recording order). A rule's gradient for any other input is never computed."""
+    (one pass in recording order). A rule's gradient for any other input is never computed. A
+    released tensor may lead anywhere (its history is gone), so it counts: the walk then reaches it
+    and raises rather than answer without it."""
     needed = set(sources)
     for op in ops:
-        if any(x in needed for x in op.inputs()):
+        if any(x in needed or x.released for x in op.inputs()):
             needed.add(op.output())
+            needed.update(x for x in op.inputs() if x.released)
     return needed
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import jax
 
+from ..tensor.errors import ArgumentError
+
 COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
 _OP = re.compile(r"=\s*[^=\n]*?\b(" + "|".join(COLLECTIVES) + r")(?:-start)?\(")
 
@@ -24,7 +26,7 @@ def _state_arrays(objs: Iterable[Any]) -> list:
         elif hasattr(obj, "data"):                                # a Tensor / Parameter
             leaves = [obj.data]
         else:
-            raise TypeError(f"jtape.distributed.bytes_per_device: got {type(obj).__name__}; expected Modules, "
+            raise ArgumentError(f"jtape.distributed.bytes_per_device: got {type(obj).__name__}; expected Modules, "
                             f"Optimizers or Parameters")
         for leaf in leaves:
             seen.setdefault(id(leaf), leaf)

@@ -34,7 +34,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from ..tensor.errors import ShapeError
+from ..tensor.errors import ArgumentError, ShapeError
 from ..tensor.raw import RawTensor
 from ..tensor.shape import Shape
 from .runtime import peer_failure
@@ -114,8 +114,8 @@ class Placement:
                                  f"the mesh's axes {self.mesh.axis_names}")
             return default_spec(shape, axis, self.mesh.shape[axis])
         if not callable(rule):
-            raise TypeError(f"jtape.jit: got shard_params of type {type(rule).__name__}; expected a bool, a mesh axis "
-                            f"name or a callable param -> PartitionSpec")
+            raise ArgumentError(f"jtape.jit: got shard_params of type {type(rule).__name__}; expected a bool, a "
+                                f"mesh axis name or a callable param -> PartitionSpec")
         spec = rule(p)
         if spec is None:
             return PartitionSpec()

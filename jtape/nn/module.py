@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..tensor.errors import DTypeError, ShapeError
+from ..tensor.errors import ArgumentError, DTypeError, ShapeError
 from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
 
@@ -38,7 +38,7 @@ class Parameter(Tensor):
         else:
             raw = data
         if backend is None:
-            raise TypeError("Parameter: got a RawTensor without a backend; expected Parameter(tensor) "
+            raise ArgumentError("Parameter: got a RawTensor without a backend; expected Parameter(tensor) "
                             "or Parameter(raw, backend)")
         if not raw.dtype.is_float:
             raise DTypeError(f"Parameter: got dtype {raw.dtype.value}; expected a float dtype")
@@ -63,8 +63,8 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if args and not isinstance(args[0], Tensor):  # (a loss's targets, args[1:], may be arrays)
-            raise TypeError(f"{type(self).__name__}: got a {type(args[0]).__name__} as input; expected a Tensor "
-                            f"(make one on the model's backend: tensor.from_numpy(x, backend))")
+            raise ArgumentError(f"{type(self).__name__}: got a {type(args[0]).__name__} as input; expected a Tensor "
+                                f"(make one on the model's backend: tensor.from_numpy(x, backend))")
         return self.forward(*args, **kwargs)
 
     # -- the tree of modules and parameters --------------------------------------------------------
@@ -179,7 +179,7 @@ class Sequential(Module):
     def __init__(self, *layers: Module):
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
-                raise TypeError(f"Sequential: argument {i} is a {type(layer).__name__}; expected a Module")
+                raise ArgumentError(f"Sequential: argument {i} is a {type(layer).__name__}; expected a Module")
         self.layers = list(layers)
 
     def named_children(self) -> Iterator[tuple[str, Module]]:

@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from ..nn.module import Parameter
-from ..tensor.errors import DTypeError
+from ..tensor.errors import ArgumentError, DTypeError
 from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
 
@@ -51,7 +51,7 @@ class Optimizer:
         self.params: list[Parameter] = []
         for p in params:
             if not isinstance(p, Parameter):
-                raise TypeError(f"{type(self).__name__}: got a {type(p).__name__}; expected Parameters "
+                raise ArgumentError(f"{type(self).__name__}: got a {type(p).__name__}; expected Parameters "
                                 f"(pass model.parameters())")
             if p.dtype.needs_x64 and not jax.config.jax_enable_x64:
                 raise DTypeError(f"{type(self).__name__}: a {p.dtype.value} parameter needs JAX's 64-bit mode for "
@@ -71,7 +71,8 @@ class Optimizer:
         """Apply one update. ``grads``: the tape's map RawTensor -> gradient; None: use ``p.grad``."""
         found = [self._gradient_of(p, grads) for p in self.params]
         if all(g is None for g in found):
-            source = "the gradient map has no entry for any parameter" if grads is not None else "no parameter has a .grad"
+            source = ("the gradient map has no entry for any parameter" if grads is not None
+                      else "no parameter has a .grad")
             raise ValueError(f"{type(self).__name__}.step: {source}; expected gradients from this step's "
                              f"backward (was the forward pass run on the AutodiffBackend with recording on?)")
         g_raws = [p.backend.full(p.shape, 0, p.dtype) if g is None else g for p, g in zip(self.params, found)]

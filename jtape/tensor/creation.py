@@ -13,7 +13,7 @@ import numpy as np
 
 from .args import ShapeArg
 from .dtype import DataType
-from .errors import ShapeError
+from .errors import ArgumentError, ShapeError
 from .shape import Shape
 from .tensor import Tensor
 
@@ -107,6 +107,6 @@ def where(condition: Tensor, x: Any, y: Any) -> Tensor:
     """``condition ? x : y`` elementwise, with broadcasting."""
     if not isinstance(x, Tensor):
         if not isinstance(y, Tensor):
-            raise TypeError("where: expected x or y to be a Tensor")
+            raise ArgumentError("where: expected x or y to be a Tensor")
         return Tensor(y.backend.where(condition.raw(), y._other(x, "where"), y.raw()), y.backend)
     return x.where(condition, y)

@@ -26,3 +26,8 @@ class BackendError(JtapeError, ValueError):
 
 class TapeError(JtapeError, RuntimeError):
     """Misuse of the gradient tape: backward with nothing recorded, a tensor not on the tape, ..."""
+
+
+class ArgumentError(JtapeError, TypeError):
+    """An argument of the wrong kind: an array or a list where a Tensor goes, a value where a
+    callable goes, ..."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from .dtype import DataType
-from .errors import BackendError, DTypeError
+from .errors import ArgumentError, BackendError, DTypeError
 from .raw import RawTensor
 
 if TYPE_CHECKING:
@@ -38,8 +38,8 @@ class TensorOperators:
                                    f"{other.backend.name()}); expected both on the same backend")
             return other._raw
         if isinstance(other, bool) or not isinstance(other, _SCALARS + (np.ndarray,)) or np.ndim(other) != 0:
-            raise TypeError(f"{op}: got an operand of type {type(other).__name__}; expected a Tensor or a Python "
-                            f"number")
+            raise ArgumentError(f"{op}: got an operand of type {type(other).__name__}; expected a Tensor or a "
+                                f"Python number")
         raw = self.backend.full((), other.item() if hasattr(other, "item") else other, self.dtype)
         raw.requires_grad = False
         return raw

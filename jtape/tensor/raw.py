@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from .dtype import DataType
-from .errors import BackendError, DTypeError, ShapeError, TapeError
+from .errors import ArgumentError, BackendError, DTypeError, ShapeError, TapeError
 from .shape import Device, Shape
 
 _hook_keys = itertools.count()
@@ -72,7 +72,7 @@ class RawTensor:
         """Call ``fn(grad)`` with this tensor's gradient once it is complete in a backward walk;
         ``fn`` returns None to only look, or a replacement gradient (see ``jtape.autodiff.observers``)."""
         if not callable(fn):
-            raise TypeError(f"register_hook: got {type(fn).__name__}; expected a callable fn(grad) -> None or a "
+            raise ArgumentError(f"register_hook: got {type(fn).__name__}; expected a callable fn(grad) -> None or a "
                             f"gradient")
         if not self.dtype.is_float:
             raise DTypeError(f"register_hook: got a tensor of dtype {self.dtype.value}; expected a float tensor "
@@ -93,25 +93,26 @@ class RawTensor:
         return f"RawTensor(shape={tuple(self.shape)}, dtype={self.dtype.value}, device={self.device.value})"
 
 
-class Pending:
+class Pending(tuple):
     """The value of a tensor whose op was recorded but has not run yet (deferred eager mode, see
     ``jtape.autodiff.deferred``): reading it (``RawTensor.value()``, NumPy's ``__array__``, jax's
-    ``__jax_array__``) runs the pending ops first. It holds its program and its tensor weakly, so
-    no reference cycle keeps either alive."""
+    ``__jax_array__``) runs the pending ops first. It is the pair (program, weakref to its own
+    tensor): the program holds the pending op and that op's inputs, the tensor is held weakly, so
+    nothing makes a reference cycle. (A tuple, so making one runs no Python code: it is made for
+    every deferred op.)"""
 
-    __slots__ = ("_program", "_owner")
-
-    def __init__(self, program: Any, owner: "RawTensor"):
-        self._program, self._owner = weakref.ref(program), weakref.ref(owner)
+    __slots__ = ()
 
     def value(self) -> Any:
-        program, owner = self._program(), self._owner()
-        if program is not None:
-            program.flush()
+        program, owner = self[0], self[1]()
+        program.flush()
         if owner is None or owner.data is self:
-            raise TapeError("a deferred tensor's value was asked for, but its pending ops could not run "
-                            "(its AutodiffBackend is gone)")
+            raise TapeError("a deferred tensor's value was asked for, but its pending op did not run")
         return owner.data
+
+    def belongs_to(self, program: Any) -> bool:
+        """Is this value pending in ``program``?"""
+        return self[0] is program
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         a = np.asarray(self.value())

@@ -32,7 +32,7 @@ import inspect
 from typing import Any, Callable, Iterator
 
 from .args import Kind, Tensors, scalar_for
-from .errors import BackendError, JtapeError
+from .errors import ArgumentError, BackendError, JtapeError
 from .raw import RawTensor
 from .shape import Shape
 from .tensor import Tensor, install_op_method
@@ -65,7 +65,7 @@ class OpDef:
             self.signature = self.signature.replace(parameters=self.params)
         for p in self.params:
             if not isinstance(p.annotation, Kind):
-                raise TypeError(f"op {self.name}: parameter {p.name!r} has no argument kind annotation")
+                raise ArgumentError(f"op {self.name}: parameter {p.name!r} has no argument kind annotation")
         self._varargs = any(p.kind is p.VAR_POSITIONAL for p in self.params)
         self.arity = len(self.params)
         self._defaults = tuple(p.default for p in self.params)
@@ -90,7 +90,7 @@ class OpDef:
         try:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as e:
-            raise TypeError(f"{self.name}: {e}") from None
+            raise ArgumentError(f"{self.name}: {e}") from None
         bound.apply_defaults()
         return tuple(bound.arguments[p.name] for p in self.params)
 
@@ -150,7 +150,7 @@ class OpDef:
         """Class decorator: ``cls`` (an Operation subclass) holds this op's backward rule; it becomes
         ``self.operation`` and ``cls.op`` is this OpDef."""
         if self.composite:
-            raise TypeError(f"op {self.name}: a composite op has no rule of its own")
+            raise ArgumentError(f"op {self.name}: a composite op has no rule of its own")
         self.operation = cls
         cls.op = self
         _notify(self)
@@ -194,7 +194,7 @@ class OpDef:
         found += [t for a in (*args, *kwargs.values()) if isinstance(a, (list, tuple)) for t in a
                   if isinstance(t, Tensor)]
         if not found:
-            raise TypeError(f"{self.name}: called with no Tensor argument; call it on a backend instead "
+            raise ArgumentError(f"{self.name}: called with no Tensor argument; call it on a backend instead "
                             f"(backend.{self.name}(...))")
         backend = found[0].backend
 

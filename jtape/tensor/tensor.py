@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from .dtype import DataType
-from .errors import DTypeError, ShapeError, TapeError
+from .errors import ArgumentError, DTypeError, ShapeError, TapeError
 from .indexing import TensorIndexing
 from .methods import TensorMethods
 from .operators import TensorOperators
@@ -85,7 +85,7 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
 
     def __len__(self) -> int:
         if not self.shape:
-            raise TypeError("len() of a 0-d tensor")
+            raise ArgumentError("len() of a 0-d tensor")
         return self.shape[0]
 
     def __bool__(self) -> bool:
@@ -126,7 +126,8 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
             self._raw.grad = None
             return
         if not isinstance(value, Tensor):
-            raise TypeError(f"Tensor.grad: got a {type(value).__name__}; expected a Tensor (or None)")
+            raise ArgumentError(f"Tensor.grad: got a {type(value).__name__}; expected a Tensor on the same backend "
+                                f"(or None)")
         check_gradient("Tensor.grad", value._raw, self._raw)
         self._raw.grad = value._raw
 
@@ -145,8 +146,8 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
             raise TapeError(f"Tensor.backward: backend {self.backend.name()} records no tape; expected an "
                             f"AutodiffBackend (wrap the backend: jtape.autodiff.new(backend))")
         if grad is not None and not isinstance(grad, Tensor):
-            raise TypeError(f"Tensor.backward: got grad of type {type(grad).__name__}; expected a Tensor on the same "
-                            f"backend (tensor.from_numpy(array, backend)) or None")
+            raise ArgumentError(f"Tensor.backward: got grad of type {type(grad).__name__}; expected a Tensor on the "
+                                f"same backend (tensor.from_numpy(array, backend)) or None")
         run(self, grad, retain_graph=retain_graph, create_graph=create_graph, trace=trace)
 
     def register_hook(self, fn: Any) -> HookHandle:
@@ -174,7 +175,7 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
         it (``RawTensor.carry_state_to``), so ``.grad`` still reads the last gradient after a step."""
         where = f"{type(self).__name__}.assign"
         if not isinstance(raw, RawTensor):
-            raise TypeError(f"{where}: got a {type(raw).__name__}; expected a RawTensor")
+            raise ArgumentError(f"{where}: got a {type(raw).__name__}; expected a RawTensor")
         if raw.shape != self._raw.shape:
             raise ShapeError(f"{where}: got shape {tuple(raw.shape)}; expected {tuple(self.shape)}")
         if raw.dtype is not self._raw.dtype:
