@@ -149,7 +149,7 @@ SPECS: tuple = (
         S((2, 4, 8, 7), (4, 1, 3, 2), stride=3, padding=2, dilation=(1, 2), groups=4),   # depthwise
         S((1, 2, 9, 9), (2, 2, 3, 3), stride=2, padding=0, dilation=3),
         S((3, 4, 5, 6), (4, 2, 2, 2), stride=1, padding=1, dilation=1, groups=2),
-        S((1, 2, 3, 4), (2, 1, 2, 2), stride=1, padding=1, dilation=(4, 5), groups=2),   # span = padded input
+        S((1, 2, 3, 5), (2, 1, 2, 2), stride=1, padding=0, dilation=(2, 4), groups=2),   # span = the input
         S((2, 6, 6, 5), (6, 3, 1, 2), stride=(1, 3), padding=(0, 1), dilation=(1, 2), groups=2),
         S((0, 4, 5, 5), (2, 2, 3, 3), stride=1, padding=1, dilation=2, groups=2),        # empty batch
     ), FLOATS, grad=(0, 1), errors=(
