@@ -238,43 +238,6 @@ def class_targets(rng, shape, dtype, sample):
 
 
 # -- references: pure jax.numpy / jax.lax ----------------------------------------------------------
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def _taps(xp, kh, kw, stride, oh, ow):
-    """For each kernel offset (a, b): the strided view xp[:, :, a + s*i, b + s*j], [N, C, OH, OW]."""
-    sh, sw = stride
-    return [((a, b), xp[:, :, a:a + sh * (oh - 1) + 1:sh, b:b + sw * (ow - 1) + 1:sw])
-            for a in range(kh) for b in range(kw)]
-
-
-def ref_conv2d(x, k, stride=1, padding=0):
-    """out[n, o, i, j] = sum_{c, a, b} xpad[n, c, i*sh + a, j*sw + b] * k[o, c, a, b]."""
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
-    xp = jnp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    kh, kw = k.shape[2:]
-    oh, ow = (xp.shape[2] - kh) // sh + 1, (xp.shape[3] - kw) // sw + 1
-    out = jnp.zeros((x.shape[0], k.shape[0], oh, ow), x.dtype)
-    for (a, b), view in _taps(xp, kh, kw, (sh, sw), oh, ow):
-        out = out + jnp.einsum("ncij,oc->noij", view, k[:, :, a, b])
-    return out
-
-
-def ref_max_pool2d(x, kernel_size, stride=None):
-    """out[n, c, i, j] = max_{a, b} x[n, c, i*sh + a, j*sw + b]  (no padding).
-
-    Ties: the gradient goes to the window's first maximum in row-major order (as XLA's
-    select-and-scatter; jnp.max would split it): the taps are stacked in row-major window order,
-    argmax picks the first, and only that tap is read."""
-    (kh, kw) = _pair(kernel_size)
-    (sh, sw) = _pair(kernel_size if stride is None else stride)
-    oh, ow = (x.shape[2] - kh) // sh + 1, (x.shape[3] - kw) // sw + 1
-    taps = jnp.stack([v for _, v in _taps(x, kh, kw, (sh, sw), oh, ow)])
-    first = jnp.argmax(lax.stop_gradient(taps), axis=0)
-    return jnp.take_along_axis(taps, first[None], axis=0)[0]
-
-
 def ref_softmax(x, dim=-1):
     """(initial=-inf: a softmax over an empty dim is empty, as in PyTorch, not an error.)"""
     e = jnp.exp(x - lax.stop_gradient(jnp.max(x, axis=dim, keepdims=True, initial=-jnp.inf)))
@@ -464,51 +427,7 @@ SPECS: tuple[OpSpec, ...] = (
         float_only_error("linear", (3, 4), (5, 4)),
         mixed_dtype_error("linear", (3, 4), (5, 4)))),
 
-    # convolution (NCHW, kernel [C_out, C_in, KH, KW]) and max pooling
-    OpSpec("conv2d", ref_conv2d, (
-        S((2, 3, 7, 9), (4, 3, 3, 2), stride=1, padding=0),
-        S((1, 2, 5, 6), (3, 2, 2, 3), stride=2, padding=1),
-        S((2, 3, 7, 9), (4, 3, 3, 2), stride=3, padding=2),
-        S((2, 3, 7, 9), (2, 3, 3, 3), stride=(1, 2), padding=(2, 0)),
-        S((1, 1, 5, 5), (2, 1, 5, 5), stride=1, padding=0),      # kernel as large as the input
-        S((1, 2, 4, 6), (3, 2, 1, 1), stride=2, padding=1),      # padding larger than kernel - 1
-        S((1, 1, 3, 3), (1, 1, 5, 5), stride=1, padding=1),      # kernel larger than the unpadded input
-        S((2, 1, 8, 7), (2, 1, 3, 3), stride=(3, 2), padding=(1, 2)),
-    ), FLOATS, grad=(0, 1), errors=(
-        E((1, 3, 5, 5), (2, 4, 3, 3),
-          match="conv2d: got input shape (1, 3, 5, 5) with 3 channels and kernel shape (2, 4, 3, 3) expecting 4"),
-        E((1, 1, 3, 3), (1, 1, 6, 6), stride=1, padding=1,
-          match="conv2d: got kernel 6x6 for input 3x3 with padding (1, 1) (padded 5x5)"),
-        E((1, 1, 5, 5), (1, 1, 2, 6), match="conv2d: got kernel 2x6 for input 5x5"),
-        E((1, 1, 5, 5), (1, 1, 3, 3), stride=0, match="conv2d: got stride=0; expected values >= 1"),
-        E((1, 1, 5, 5), (1, 1, 3, 3), stride=(1, -1), match="conv2d: got stride=(1, -1); expected values >= 1"),
-        E((1, 1, 5, 5), (1, 1, 3, 3), stride=1, padding=-1, match="conv2d: got padding=-1; expected values >= 0"),
-        E((1, 1, 5, 5), (1, 1, 3, 3), stride=(1, 2, 3),
-          match="conv2d: got stride=(1, 2, 3); expected an int or a pair of ints"),
-        E((3, 5, 5), (1, 3, 3, 3), match="conv2d: got input shape (3, 5, 5); expected rank 4 [N, C_in, H, W]"),
-        E((1, 3, 5, 5), (3, 3, 3), match="conv2d: got kernel shape (3, 3, 3); expected rank 4"),
-        float_only_error("conv2d", (1, 1, 5, 5), (1, 1, 3, 3)),
-        mixed_dtype_error("conv2d", (1, 1, 5, 5), (1, 1, 3, 3)))),
-    OpSpec("max_pool2d", ref_max_pool2d, (
-        S((1, 2, 5, 6), kernel_size=2, stride=3),                # gaps between windows
-        S((2, 2, 5, 7), kernel_size=3, stride=1).values(ties),    # overlapping windows full of ties
-        S((1, 1, 4, 4), kernel_size=4),                           # one window covering everything
-        S((2, 3, 7, 9), kernel_size=2).values(ties),
-        S((1, 2, 6, 5), kernel_size=(3, 1), stride=(2, 1)).values(ties),
-        S((2, 2, 5, 7), kernel_size=3, stride=1),                 # overlapping windows
-        S((2, 3, 7, 9), kernel_size=2),                           # stride defaults to kernel_size
-        S((2, 3, 7, 9), kernel_size=(2, 3), stride=(1, 2)),
-        S((2, 3, 7, 9), kernel_size=3, stride=3),                 # does not tile the input exactly
-        S((1, 2, 6, 5), kernel_size=(3, 1), stride=(2, 1)),
-    ), FLOATS, grad=(0,), domain=distinct, errors=(
-        E((1, 1, 3, 4), kernel_size=5,
-          match="max_pool2d: got kernel_size (5, 5) for input 3x4; expected a window no larger than the input"),
-        E((1, 1, 3, 4), kernel_size=(2, 5), match="max_pool2d: got kernel_size (2, 5) for input 3x4"),
-        E((1, 1, 4, 4), kernel_size=2, stride=0, match="max_pool2d: got stride=0; expected values >= 1"),
-        E((1, 1, 4, 4), kernel_size=2, stride=-2, match="max_pool2d: got stride=-2; expected values >= 1"),
-        E((1, 1, 4, 4), kernel_size=0, match="max_pool2d: got kernel_size=0; expected values >= 1"),
-        E((1, 4, 4), kernel_size=2, match="max_pool2d: got input shape (1, 4, 4); expected rank 4 [N, C, H, W]"),
-        float_only_error("max_pool2d", (1, 1, 4, 4), kernel_size=2))),
+    # convolution and pooling (conv2d, max_pool2d, avg_pool2d): their rows are in spec_nn.py
 
     # loss: mean softmax cross-entropy of logits [B, C] and int targets [B]
     OpSpec("cross_entropy", ref_cross_entropy, (

@@ -11,9 +11,9 @@ Every module is written with Tensor methods, so every op of a forward pass is on
 
 from . import init
 from .activation import ReLU, Sigmoid, SiLU, Softmax, Tanh
-from .layers import Conv2D, Dropout, Flatten, Linear, MaxPool2D
+from .layers import AvgPool2D, Conv2D, Dropout, Flatten, Linear, MaxPool2D
 from .loss import CrossEntropyLoss, MSELoss, accuracy
 from .module import Module, Parameter, Sequential
 
-__all__ = ["Conv2D", "CrossEntropyLoss", "Dropout", "Flatten", "Linear", "MSELoss", "MaxPool2D", "Module",
+__all__ = ["AvgPool2D", "Conv2D", "CrossEntropyLoss", "Dropout", "Flatten", "Linear", "MSELoss", "MaxPool2D", "Module",
            "Parameter", "ReLU", "Sequential", "SiLU", "Sigmoid", "Softmax", "Tanh", "accuracy", "init"]

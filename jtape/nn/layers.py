@@ -1,4 +1,4 @@
-"""Layers: ``Linear``, ``Conv2D``, ``MaxPool2D``, ``Flatten``, ``Dropout``.
+"""Layers: ``Linear``, ``Conv2D``, ``MaxPool2D``, ``AvgPool2D``, ``Flatten``, ``Dropout``.
 
 Each forward is a few Tensor methods, so on an AutodiffBackend every step of it — the weight's
 transpose, the bias reshape, the broadcast add — is an ordinary op on the tape, differentiated
@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ..tensor.args import Pair
+from ..tensor.args import Int, Pair
 from ..tensor.dtype import DataType
+from ..tensor.errors import ShapeError
 from ..tensor.tensor import Tensor
 from . import init
 from .module import Module, Parameter
@@ -45,44 +46,69 @@ class Linear(Module):
 
 
 class Conv2D(Module):
-    """2-D convolution, NCHW: ``kernel`` is ``weight`` [Cout, Cin, KH, KW], plus a ``bias`` [Cout].
+    """2-D convolution, NCHW: ``kernel`` is ``weight`` [Cout, Cin / groups, KH, KW], plus a ``bias`` [Cout].
 
-    The bias is reshaped to [1, Cout, 1, 1] and added with broadcasting (ReshapeOp + AddOp on
-    the tape), so its gradient is g summed over batch, height and width.
+    ``dilation`` spaces the kernel's taps; ``groups`` splits the channels into independent blocks
+    (``groups = in_channels``: depthwise). The bias is reshaped to [1, Cout, 1, 1] and added with
+    broadcasting (ReshapeOp + AddOp on the tape), so its gradient is g summed over batch, height
+    and width.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple, backend: Any, *,
-                 stride: int | tuple = 1, padding: int | tuple = 0, bias: bool = True, seed: int | None = None,
-                 dtype: DataType | str = "float32", weight_init: Initializer = init.xavier_uniform):
+                 stride: int | tuple = 1, padding: int | tuple = 0, dilation: int | tuple = 1, groups: int = 1,
+                 bias: bool = True, seed: int | None = None, dtype: DataType | str = "float32",
+                 weight_init: Initializer = init.xavier_uniform):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = Pair(min=1).normalize("Conv2D", "kernel_size", kernel_size)
         self.stride = Pair(min=1).normalize("Conv2D", "stride", stride)
         self.padding = Pair(min=0).normalize("Conv2D", "padding", padding)
-        shape = (out_channels, in_channels) + self.kernel_size
+        self.dilation = Pair(min=1).normalize("Conv2D", "dilation", dilation)
+        self.groups = Int(min=1).normalize("Conv2D", "groups", groups)
+        if in_channels % self.groups or out_channels % self.groups:
+            raise ShapeError(f"Conv2D: got groups={groups} for in_channels={in_channels} and "
+                             f"out_channels={out_channels}; expected groups to divide both")
+        shape = (out_channels, in_channels // self.groups) + self.kernel_size
         self.weight = Parameter(weight_init(shape, backend, seed=seed, dtype=dtype))
         self.bias = Parameter(init.zeros((out_channels,), backend, dtype=dtype)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        y = x.conv2d(self.weight, self.stride, self.padding)
+        y = x.conv2d(self.weight, self.stride, self.padding, self.dilation, self.groups)
         return y if self.bias is None else y + self.bias.reshape(1, self.out_channels, 1, 1)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
+                f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
+                f"bias={self.bias is not None}")
 
 
-class MaxPool2D(Module):
-    """Max pooling over ``kernel_size`` windows (NCHW, no padding); ``stride`` defaults to the kernel size."""
+class _Pool2D(Module):
+    """What both pooling layers hold: the window, its stride (default: the window) and the padding."""
 
-    def __init__(self, kernel_size: int | tuple, stride: int | tuple | None = None):
-        self.kernel_size = Pair(min=1).normalize("MaxPool2D", "kernel_size", kernel_size)
-        self.stride = self.kernel_size if stride is None else Pair(min=1).normalize("MaxPool2D", "stride", stride)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.max_pool2d(self.kernel_size, self.stride)
+    def __init__(self, kernel_size: int | tuple, stride: int | tuple | None = None, padding: int | tuple = 0):
+        name = type(self).__name__
+        self.kernel_size = Pair(min=1).normalize(name, "kernel_size", kernel_size)
+        self.stride = self.kernel_size if stride is None else Pair(min=1).normalize(name, "stride", stride)
+        self.padding = Pair(min=0).normalize(name, "padding", padding)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2D(_Pool2D):
+    """Max pooling over ``kernel_size`` windows (NCHW, padded with -inf by ``padding`` <= kernel_size // 2);
+    ``stride`` defaults to the kernel size."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.max_pool2d(self.kernel_size, self.stride, self.padding)
+
+
+class AvgPool2D(_Pool2D):
+    """Average pooling over ``kernel_size`` windows (NCHW, zero-padded by ``padding`` <= kernel_size // 2,
+    the zeros counted in the mean, as torch's ``count_include_pad=True``); ``stride`` defaults to the
+    kernel size."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.avg_pool2d(self.kernel_size, self.stride, self.padding)
 
 
 class Flatten(Module):
