@@ -8,7 +8,7 @@ from typing import Any
 
 import jax
 
-from ..tensor.errors import ArgumentError, DTypeError, TapeError
+from ..tensor.errors import ArgumentError, BackendError, DTypeError, TapeError
 from ..tensor.raw import RawTensor, check_gradient
 from ..tensor.tensor import Tensor
 from .backend import plain
@@ -29,6 +29,16 @@ def _raw(t: Any, op: str) -> RawTensor:
     if isinstance(t, RawTensor):
         return t
     raise ArgumentError(f"{op}: got a {type(t).__name__}; expected a Tensor or RawTensor")
+
+
+def check_sources(op: str, sources: list, backend: Any) -> None:
+    """A source Tensor must live on the backend whose tape is walked: one from another backend is a
+    mistake, not an unconnected source (whose gradient would be None or zeros)."""
+    for k, s in enumerate(sources):
+        if isinstance(s, Tensor) and s.backend is not backend:
+            raise BackendError(f"{op}: source {k} is a tensor of another backend ({s.backend.name()} at "
+                               f"{id(s.backend):#x}); expected a tensor on this tape's backend "
+                               f"({backend.name()} at {id(backend):#x})")
 
 
 def _need_float(t: RawTensor, op: str) -> None:
@@ -144,8 +154,10 @@ def gradient(tape: Any, backend: Any, target: Any, sources: Any, output_gradient
         s_raw = _seed(raw, s, backend, "gradient")
         seeds[raw] = s_raw if raw not in seeds else plain(backend).add(seeds[raw], s_raw)
     is_leaf = lambda x: isinstance(x, (Tensor, RawTensor))  # noqa: E731
-    raw_sources = [_raw(s, "gradient") for s in jax.tree_util.tree_leaves(sources, is_leaf=is_leaf)]
+    leaves = jax.tree_util.tree_leaves(sources, is_leaf=is_leaf)
+    raw_sources = [_raw(s, "gradient") for s in leaves]
     grads = tape.walk(seeds, backend, sources=raw_sources, create_graph=create_graph)
+    check_sources("gradient", leaves, backend)       # (after the walk, which names a foreign target first)
 
     def lookup(src: Any) -> Any:
         raw = src.raw() if isinstance(src, Tensor) else src

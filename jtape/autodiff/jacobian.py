@@ -28,6 +28,7 @@ from ..tensor.errors import ArgumentError, DTypeError, ShapeError, TapeError
 from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
 from .backend import plain
+from .engine import check_sources
 
 
 def jacobian(tape: Any, target: Any, source: Any, unconnected_gradients: str = "none", *,
@@ -38,6 +39,7 @@ def jacobian(tape: Any, target: Any, source: Any, unconnected_gradients: str = "
     n = raw_target.shape.size
     rows = _rows(tape, backend, raw_target, sources, n,
                  lambda k: np.eye(1, n, k, dtype=raw_target.dtype.numpy).reshape(tuple(raw_target.shape)))
+    check_sources("jacobian", jax.tree_util.tree_leaves(source, is_leaf=_is_tensor), backend)
     rules = plain(backend)
 
     def assemble(src: RawTensor, got: list) -> RawTensor | None:
@@ -73,6 +75,7 @@ def batch_jacobian(tape: Any, target: Any, source: Any, unconnected_gradients: s
         return one_hot.reshape(t_shape)
 
     got = _rows(tape, backend, raw_target, [raw_source], per_row if batch else 0, seed)[raw_source]
+    check_sources("batch_jacobian", [source], backend)
     rules = plain(backend)
     shape = t_shape + s_shape[1:]
     if not any(r is not None for r in got):
