@@ -10,7 +10,8 @@ cannot drift from it. A block that raises fails the build, naming the page and t
 
 On every page, a line ``<!-- derivation: jtape.ops.MulOp -->`` is replaced by that object's
 docstring, typeset (``docs/docmath.py``: its Unicode maths as LaTeX), in a box — so a page quotes
-a rule's derivation from the code rather than copying it.
+a rule's derivation from the code rather than copying it — and a line ``<!-- source:
+jtape.autodiff.tape.GradientTape.walk -->`` by that function's source code.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from docmath import docstring_to_markdown  # noqa: E402
 
 FENCE = re.compile(r"^```python\n(.*?)^```[ \t]*\n", re.S | re.M)
 DERIVATION = re.compile(r"^<!-- derivation: ([\w.]+) -->[ \t]*$", re.M)
+SOURCE = re.compile(r"^<!-- source: ([\w.]+) -->[ \t]*$", re.M)
 
 
 class SnippetError(RuntimeError):
@@ -91,9 +93,35 @@ def quote_derivations(markdown: str) -> str:
     return DERIVATION.sub(box, markdown)
 
 
+def _resolve(dotted: str) -> Any:
+    """``jtape.autodiff.tape.GradientTape.walk``: the longest importable module, then attributes."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name)
+        return obj
+    raise SnippetError(f"source marker names {dotted!r}, which does not import")
+
+
+def quote_sources(markdown: str) -> str:
+    """Replace each ``<!-- source: dotted.name -->`` line with that function's code, as it is in the
+    repository today (shown, not run: a ``py`` block)."""
+    def code(m: re.Match) -> str:
+        text = inspect.getsource(_resolve(m.group(1)))
+        lines = text.splitlines()
+        indent = len(lines[0]) - len(lines[0].lstrip())
+        return "```py\n" + "\n".join(ln[indent:] for ln in lines) + "\n```"
+    return SOURCE.sub(code, markdown)
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
-    """MkDocs event: quote derivations; run the page's blocks when its front matter says ``run: true``."""
-    markdown = quote_derivations(markdown)
+    """MkDocs event: quote derivations and sources; run the page's blocks when its front matter says
+    ``run: true``."""
+    markdown = quote_sources(quote_derivations(markdown))
     if not page.meta.get("run"):
         return markdown
     return run_blocks(markdown, page.file.src_uri)
