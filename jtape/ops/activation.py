@@ -205,9 +205,11 @@ class LogSumExpOp(Operation):
 
     Derivation: ∂out/∂x_k = e^{x_k} / Σ_j e^{x_j} = e^{x_k - out}, the softmax of x over those dims.
     Each x element receives the g of the out element it fed, times that weight; with g' and out'
-    the reduced dims put back as size 1 (a reshape),
-        grad_x = g' · exp(x - out').
-    exp(x - out) <= 1: the rule is as stable as the forward.   Saves: x, out, dim, keep_dim.
+    the reduced dims put back as size 1 (a reshape) and w = exp(x - out'),
+        grad_x = g' · w / Σ w   (sum over dim, kept).
+    Σ w = 1 in exact arithmetic; dividing by it cancels the rounding of out (half an ulp of a large
+    value scales every weight alike), so the weights are as accurate as a softmax. w <= 1: the rule
+    is as stable as the forward.   Saves: x, out, dim, keep_dim.
     """
 
     __slots__ = ("dim", "keep_dim")
@@ -215,4 +217,5 @@ class LogSumExpOp(Operation):
 
     def vjp(self, g, out, x):
         kept = kept_shape(x.shape, self.dim)
-        return [g.reshape(kept) * (x - out.reshape(kept)).exp()]
+        w = (x - out.reshape(kept)).exp()
+        return [g.reshape(kept) * (w / w.sum_dim(self.dim, True))]
