@@ -209,7 +209,9 @@ class LogSumExpOp(Operation):
         grad_x = g' · w / Σ w   (sum over dim, kept).
     Σ w = 1 in exact arithmetic; dividing by it cancels the rounding of out (half an ulp of a large
     value scales every weight alike), so the weights are as accurate as a softmax. w <= 1: the rule
-    is as stable as the forward.   Saves: x, out, dim, keep_dim.
+    is as stable as the forward. Where an input is +inf or the whole slice -inf, w holds NaN (as
+    jax's gradient does) and Σ w is NaN: it is not divided by, so the other weights (0) stay 0.
+    Saves: x, out, dim, keep_dim.
     """
 
     __slots__ = ("dim", "keep_dim")
@@ -218,4 +220,5 @@ class LogSumExpOp(Operation):
     def vjp(self, g, out, x):
         kept = kept_shape(x.shape, self.dim)
         w = (x - out.reshape(kept)).exp()
-        return [g.reshape(kept) * (w / w.sum_dim(self.dim, True))]
+        total = w.sum_dim(self.dim, True)
+        return [g.reshape(kept) * (w / total.where(total == total, 1.0))]      # total != total: NaN
