@@ -191,3 +191,21 @@ def test_logsumexp_of_nothing_is_minus_infinity(inner_name, dtype):
     check(inner_name, dtype, lambda t: t.logsumexp(0), lambda t: jax.nn.logsumexp(t, axis=0), [np.zeros((0, 3))])
     check(inner_name, dtype, lambda t: t.logsumexp((0, 1), keepdim=True),
           lambda t: jax.nn.logsumexp(t, axis=(0, 1), keepdims=True), [np.zeros((2, 0))])
+
+
+@pytest.mark.parametrize("inner_name", INNERS)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_log_space_reductions_accumulate_half_dtypes_in_float32(inner_name, dtype):
+    """8192 terms: summed in float16 the ones would stall at 2048 (log 2048 = 7.62, not log 8192 = 9.01);
+    float32 accumulation, rounded once, is within the dtype's rounding of the float64 value."""
+    x = np.random.default_rng(3).uniform(-0.5, 0.5, (2, 8192))
+    backend = autodiff.new(INNERS[inner_name])
+    t = tensor.from_numpy(x, backend, dtype)
+    widened = np.asarray(t.numpy(), np.float64)
+    want = np.asarray(jax.nn.logsumexp(widened, axis=1))
+    got = t.logsumexp(1)
+    np.testing.assert_allclose(np.asarray(got.numpy(), np.float64), want, rtol=8e-3)
+    log_softmax = np.asarray(t.log_softmax(1).numpy(), np.float64)
+    np.testing.assert_allclose(log_softmax, np.asarray(jax.nn.log_softmax(widened, axis=1)), rtol=8e-3, atol=8e-2)
+    got.sum().backward()                      # the softmax weights, each about 1/8192, sum to 1 per row
+    np.testing.assert_allclose(np.asarray(t.grad.numpy(), np.float64).sum(axis=1), [1.0, 1.0], rtol=2e-2)
