@@ -1,7 +1,7 @@
 """More activations — gelu, leaky_relu, elu, softplus — and the log-space reductions log_softmax
 and logsumexp, each computed without overflow.
 
-Stability, forward and backward: ``softplus`` is max(x, 0) + log1p(e^-|x|) and its slope σ(x);
+Stability, forward and backward: ``softplus`` is max(x, 0) + log1p(exp(-abs(x))), its slope σ(x);
 ``logsumexp`` and ``log_softmax`` subtract the max before exponentiating, and their rules use
 exp(x - out), which is at most 1. Half dtypes compute in float32 and round once.
 Conventions at kinks are jax's: leaky_relu'(0) = 1 (x >= 0 counts as the positive side) and
@@ -132,7 +132,7 @@ def _softplus_np(x: np.ndarray) -> np.ndarray:
 
 @op(jax=lambda x: jax.nn.softplus(upcast(x)).astype(x.dtype), numpy=in_float32(_softplus_np))
 def softplus(x: Tensor):
-    """log(1 + e^x), elementwise, as max(x, 0) + log1p(e^-|x|): no overflow for large |x|."""
+    """log(1 + e^x), elementwise, as max(x, 0) + log1p(exp(-abs(x))): no overflow for large abs(x)."""
     return float_unary("softplus", x)
 
 

@@ -3,9 +3,9 @@
 Every op here: its check (shapes and dtypes in, the result's shape and dtype out), its two
 kernels, and its rule with the derivation.
 
-Powers follow jax, the oracle, where the maths has no single answer: ``pow(a, b)`` takes jax's
-rule for ``jnp.power`` exactly (see ``PowOp``: 0 ** b, a negative base), and ``pow_scalar(x, p)``
-takes jax's rule for ``x ** p`` with a Python number p (see ``PowScalarOp``).
+Powers follow jax, the oracle, where the maths has no single answer (a zero or negative base):
+``pow(a, b)`` takes jax's rule for ``jnp.power`` exactly (see ``PowOp``), and ``pow_scalar(x, p)``
+takes jax's rule for a tensor raised to a Python number (see ``PowScalarOp``).
 """
 
 from __future__ import annotations
@@ -240,17 +240,16 @@ def pow(a: Tensor, b: Tensor):
 
 @pow.rule
 class PowOp(Operation):
-    """Elementwise power  out = a ** b  (NumPy broadcasting).
+    """Elementwise power  out = a^b  (NumPy broadcasting).
 
-    Derivation: ∂(aᵇ)/∂a = b · aᵇ⁻¹ and ∂(aᵇ)/∂b = aᵇ · log a, so
-        grad_a = unbroadcast(g · b · a ** (b - 1), a.shape)
+    Derivation: ∂(a^b)/∂a = b · a^(b - 1) and ∂(a^b)/∂b = a^b · log a, so
+        grad_a = unbroadcast(g · b · a^(b - 1), a.shape)
         grad_b = unbroadcast(g · out · log(a'), b.shape),   a' = where(a = 0, 1, a)
-    The conventions are jax's rule for jnp.power, term for term:
-      - at a = 0, log a is taken as log 1 = 0, so grad_b = 0 there (aᵇ is flat in b: 0 for b > 0).
-        grad_a = b · 0 ** (b - 1): 0 for b > 1, g for b = 1, inf for 0 < b < 1, and NaN for b = 0
-        (0 · inf), as jax gives;
-      - at a < 0, log a is NaN, so grad_b is NaN; grad_a = b · a ** (b - 1) is finite for an
-        integral b (and NaN for any other b, where out is NaN too).
+    The conventions are jax's rule for jnp.power, term for term. At a = 0, log a is taken as
+    log 1 = 0, so grad_b = 0 there (0^b is flat in b for b > 0), and grad_a = b · 0^(b - 1) is 0
+    for b > 1, g for b = 1, inf for 0 < b < 1 and NaN for b = 0 (0 · inf), as jax gives. At a < 0,
+    log a is NaN, so grad_b is NaN; grad_a = b · a^(b - 1) is finite for an integral b (and NaN for
+    any other b, where out is NaN too).
     Saves: a, b (the inputs) and out.
     """
 
@@ -275,14 +274,15 @@ def pow_scalar(x: Tensor, p: Scalar):
 
 @pow_scalar.rule
 class PowScalarOp(Operation):
-    """out = x ** p  for a Python number p.
+    """out = x^p  for a Python number p.
 
-    Derivation: d xᵖ/dx = p · xᵖ⁻¹, so  grad_x = g · p · x ** (p - 1);  and for p = 0 (out = 1,
-    a constant)  grad_x = 0 everywhere, x = 0 included.
-    The conventions are jax's for ``x ** p``: at x = 0 the gradient is 0 for p > 1 (and for p = 0),
-    g for p = 1, inf for 0 < p < 1 and -inf for p < 0; for x < 0 it is finite for an integral p
-    and NaN otherwise. (jax writes an integral p as lax.integer_pow, whose rule gives 0 for p = 0;
-    jtape takes that for p = 0.0 too, where jax's general pow gives 0 · 0⁻¹ = NaN at x = 0.)
+    Derivation: d(x^p)/dx = p · x^(p - 1), so  grad_x = g · p · x^(p - 1);  for p = 0 the result
+    is the constant 1 and  grad_x = 0  everywhere, x = 0 included.
+    The conventions are jax's for a tensor raised to a Python number: at x = 0 the gradient is 0
+    for p > 1 (and for p = 0), g for p = 1, inf for 0 < p < 1 and -inf for p < 0; for x < 0 it is
+    finite for an integral p and NaN otherwise. (jax raises to an integral p with lax.integer_pow,
+    whose rule gives 0 for p = 0; jtape takes that for p = 0.0 too, where jax's general pow rule
+    gives 0 · 0^(-1) = NaN at x = 0.)
     Saves: x, p.
     """
 

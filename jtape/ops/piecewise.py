@@ -2,13 +2,12 @@
 
 Each of these is linear (or constant) on either side of a kink, so each rule routes ``g`` to
 where the result came from. At the kink itself the derivative does not exist and jtape takes
-jax's convention (the oracle), so the two agree on every input:
-
-- ``abs``: the slope at x = 0 is +1 (jax's ``select(x >= 0, g, -g)``; also at -0.0);
-- ``maximum``/``minimum``: on a tie a = b each input receives half of g (jax's balanced rule);
-- ``clamp``: it is ``minimum(maximum(x, min), max)``, as ``jnp.clip``, so x exactly on a bound
-  receives half of g, and a quarter when min = max = x;
-- a NaN never wins: where the result is NaN, no input receives a gradient.
+jax's convention (the oracle), so the two agree on every input. The slope of ``abs`` at x = 0
+is +1, at -0.0 too (jax's rule is select(x >= 0, g, -g)). On a tie a = b of ``maximum`` or
+``minimum`` each input receives half of g (jax's balanced rule). ``clamp`` is
+minimum(maximum(x, min), max), as ``jnp.clip``, so an x exactly on a bound receives half of g,
+and a quarter when min = max = x. A NaN never wins: where the result is NaN, no input receives a
+gradient.
 """
 
 from __future__ import annotations
@@ -32,13 +31,13 @@ def share(g, wins, tie):
 
 @op(jax=jnp.abs, numpy=np.abs)
 def abs(x: Tensor):
-    """``|x|``, elementwise (numeric dtypes)."""
+    """The absolute value ``abs(x)``, elementwise (numeric dtypes)."""
     return x.shape, need_numeric("abs", x.dtype)
 
 
 @abs.rule
 class AbsOp(Operation):
-    """out = |x|.
+    """out = abs(x).
 
     Derivation: the slope is +1 where x > 0 and -1 where x < 0; at the kink x = 0 jtape takes +1,
     as jax does (its rule is select(x >= 0, g, -g), so -0.0 gets +1 too):
