@@ -52,8 +52,8 @@ class GELUOp(Operation):
     """out = x·Φ(x), with Φ(x) = ½(1 + erf(x/√2)) and φ(x) = Φ'(x) = e^(-x²/2)/√(2π).
 
     Derivation: by the product rule,  grad_x = g · (Φ(x) + x·φ(x)).
-    The tanh form out = ½x(1 + t), t = tanh(u), u = k(x + c·x³), k = √(2/π), c = 0.044715:
-        d out/dx = ½(1 + t) + ½x·(1 - t²)·k(1 + 3c·x²),   so  grad_x = g · that.
+    The tanh form out = ½x(1 + t), t = tanh(u), u = k(x + c·x³), k = √(2/π), c = 0.044715, has
+        grad_x = g · (½(1 + t) + ½x·(1 - t²)·k(1 + 3c·x²)).
     Saves: x, approximate.
     """
 
@@ -114,7 +114,7 @@ class ELUOp(Operation):
     Derivation: the slope is 1 on the right and α·e^x on the left (α at the kink x = 0, as jax):
         grad_x = where(x > 0, g, g·α·e^{x'}),   x' = where(x <= 0, x, 0).
     e^x is taken of x' (never positive), so a large x cannot overflow in the branch not taken —
-    which would turn into NaN in a second-order gradient (0·inf).
+    which would turn into NaN in a second-order gradient (zero times inf).
     Saves: x, α.
     """
 

@@ -247,7 +247,7 @@ class PowOp(Operation):
         grad_b = unbroadcast(g · out · log(a'), b.shape),   a' = where(a = 0, 1, a)
     The conventions are jax's rule for jnp.power, term for term. At a = 0, log a is taken as
     log 1 = 0, so grad_b = 0 there (0^b is flat in b for b > 0), and grad_a = b · 0^(b - 1) is 0
-    for b > 1, g for b = 1, inf for 0 < b < 1 and NaN for b = 0 (0 · inf), as jax gives. At a < 0,
+    for b > 1, g for b = 1, inf for 0 < b < 1 and NaN for b = 0 (zero times inf), as jax gives. At a < 0,
     log a is NaN, so grad_b is NaN; grad_a = b · a^(b - 1) is finite for an integral b (and NaN for
     any other b, where out is NaN too).
     Saves: a, b (the inputs) and out.

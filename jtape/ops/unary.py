@@ -107,13 +107,13 @@ class Expm1Op(Operation):
 
 @op(jax=jax.scipy.special.erf, numpy=in_float32(np.vectorize(math.erf, otypes=[np.float64])))
 def erf(x: Tensor):
-    """The error function erf(x) = (2/√π) ∫₀ˣ e^(-t²) dt, elementwise."""
+    """The error function erf(x) = (2/√π) ∫_0^x e^(-t²) dt, elementwise."""
     return float_unary("erf", x)
 
 
 @erf.rule
 class ErfOp(Operation):
-    """out = erf(x) = (2/√π) ∫₀ˣ e^(-t²) dt.
+    """out = erf(x) = (2/√π) ∫_0^x e^(-t²) dt.
 
     Derivation: by the fundamental theorem of calculus d erf(x)/dx = (2/√π) e^(-x²), so
         grad_x = g · (2/√π) · exp(-x²).
