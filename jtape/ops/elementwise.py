@@ -1,7 +1,11 @@
-"""Elementwise arithmetic with NumPy broadcasting, and the scalar ops.
+"""Elementwise arithmetic with NumPy broadcasting, powers, and the scalar ops.
 
 Every op here: its check (shapes and dtypes in, the result's shape and dtype out), its two
 kernels, and its rule with the derivation.
+
+Powers follow jax, the oracle, where the maths has no single answer (a zero or negative base):
+``pow(a, b)`` takes jax's rule for ``jnp.power`` exactly (see ``PowOp``), and ``pow_scalar(x, p)``
+takes jax's rule for a tensor raised to a Python number (see ``PowScalarOp``).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from ..tensor.args import Scalar, Tensor
 from ..tensor.checks import broadcast_shapes, need_float, need_numeric, same_dtype
 from ..tensor.registry import op
 from .base import Operation, unbroadcast
-from .precision import scalar_kernel
+from .precision import in_float32, scalar_kernel, upcast
 
 
 def arithmetic(name: str, a, b, float_only: bool = False):
@@ -188,3 +192,104 @@ class DivScalarOp(Operation):
 
     def vjp(self, g, out, x):
         return [g / self.scalar]
+
+
+# -- negation and powers -----------------------------------------------------------------------
+@op(jax=jnp.negative, numpy=np.negative)
+def neg(x: Tensor):
+    """``-x``, elementwise (numeric dtypes; uint8 wraps modulo 256, as NumPy and JAX)."""
+    return x.shape, need_numeric("neg", x.dtype)
+
+
+@neg.rule
+class NegOp(Operation):
+    """out = -x.   Derivation: ∂out/∂x = -1, so  grad_x = -g.   Saves: nothing."""
+
+    __slots__ = ()
+
+    def vjp(self, g, out, x):
+        return [-g]
+
+
+@op(jax=jnp.square, numpy=np.square)
+def square(x: Tensor):
+    """``x * x``, elementwise (numeric dtypes)."""
+    return x.shape, need_numeric("square", x.dtype)
+
+
+@square.rule
+class SquareOp(Operation):
+    """out = x².   Derivation: d x²/dx = 2x, so  grad_x = 2 · g · x.   Saves: x."""
+
+    __slots__ = ()
+    fuse = True
+
+    def vjp(self, g, out, x):
+        return [(g * x) * 2.0]
+
+
+@op(jax=lambda a, b: jnp.power(upcast(a), upcast(b)).astype(a.dtype), numpy=in_float32(np.power))
+def pow(a: Tensor, b: Tensor):
+    """``a ** b``, elementwise, with NumPy broadcasting (float dtypes; computed in float32 for half dtypes).
+
+    As ``jnp.power``: 0 ** 0 = 1, 0 ** b = 0 for b > 0 and inf for b < 0; a negative base gives a
+    finite value for an integral exponent and NaN otherwise. The gradients at these points are
+    jax's (see ``PowOp``)."""
+    return arithmetic("pow", a, b, float_only=True)
+
+
+@pow.rule
+class PowOp(Operation):
+    """Elementwise power  out = a^b  (NumPy broadcasting).
+
+    Derivation: ∂(a^b)/∂a = b · a^(b - 1) and ∂(a^b)/∂b = a^b · log a, so
+        grad_a = unbroadcast(g · b · a^(b - 1), a.shape)
+        grad_b = unbroadcast(g · out · log(a'), b.shape),   a' = where(a = 0, 1, a)
+    The conventions are jax's rule for jnp.power, term for term. At a = 0, log a is taken as
+    log 1 = 0, so grad_b = 0 there (0^b is flat in b for b > 0), and grad_a = b · 0^(b - 1) is 0
+    for b > 1, g for b = 1, inf for 0 < b < 1 and NaN for b = 0 (zero times inf), as jax gives. At a < 0,
+    log a is NaN, so grad_b is NaN; grad_a = b · a^(b - 1) is finite for an integral b (and NaN for
+    any other b, where out is NaN too).
+    Saves: a, b (the inputs) and out.
+    """
+
+    __slots__ = ()
+    fuse = True
+
+    def vjp(self, g, out, a, b):
+        grad_a = g * b * a.pow(b - 1.0)
+        grad_b = g * out * a.where(a != 0, 1.0).log()
+        return [unbroadcast(grad_a, a.shape), unbroadcast(grad_b, b.shape)]
+
+
+_pow_s = scalar_kernel(jnp.power, np.power)
+
+
+@op(jax=lambda x, p: _pow_s[0](x, p), numpy=lambda x, p: _pow_s[1](x, p))
+def pow_scalar(x: Tensor, p: Scalar):
+    """``x ** p`` for a Python number ``p`` (float dtypes; computed in float32 for half dtypes).
+    0 ** 0 = 1; 0 ** p is inf for p < 0; a negative x gives NaN unless p is integral."""
+    return scalar_check("pow_scalar", x, float_only=True)
+
+
+@pow_scalar.rule
+class PowScalarOp(Operation):
+    """out = x^p  for a Python number p.
+
+    Derivation: d(x^p)/dx = p · x^(p - 1), so  grad_x = g · p · x^(p - 1);  for p = 0 the result
+    is the constant 1 and  grad_x = 0  everywhere, x = 0 included.
+    The conventions are jax's for a tensor raised to a Python number: at x = 0 the gradient is 0
+    for p > 1 (and for p = 0), g for p = 1, inf for 0 < p < 1 and -inf for p < 0; for x < 0 it is
+    finite for an integral p and NaN otherwise. (jax raises to an integral p with lax.integer_pow,
+    whose rule gives 0 for p = 0; jtape takes that for p = 0.0 too, where jax's general pow rule
+    gives 0 · 0^(-1) = NaN at x = 0.)
+    Saves: x, p.
+    """
+
+    __slots__ = ("p",)
+    fuse = True
+
+    def vjp(self, g, out, x):
+        if self.p == 0:
+            return [x.new_zeros(x.shape)]
+        return [(g * x.pow(self.p - 1)) * self.p]

@@ -12,8 +12,11 @@ Tested in ``tests/robustness/test_special_values.py``.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
+import jax.scipy.special
 import numpy as np
 from jax import lax
 
@@ -83,6 +86,45 @@ class Log1pOp(Operation):
 
     def vjp(self, g, out, x):
         return [g / (x + 1.0)]
+
+
+@op(jax=jnp.expm1, numpy=np.expm1)
+def expm1(x: Tensor):
+    """e^x - 1, elementwise, accurate for small x."""
+    return float_unary("expm1", x)
+
+
+@expm1.rule
+class Expm1Op(Operation):
+    """out = e^x - 1.   Derivation: d(e^x - 1)/dx = e^x = out + 1, so  grad_x = g · (out + 1).   Saves: out."""
+
+    __slots__ = ()
+    fuse = True
+
+    def vjp(self, g, out, x):
+        return [g * (out + 1.0)]
+
+
+@op(jax=jax.scipy.special.erf, numpy=in_float32(np.vectorize(math.erf, otypes=[np.float64])))
+def erf(x: Tensor):
+    """The error function erf(x) = (2/√π) ∫_0^x e^(-t²) dt, elementwise."""
+    return float_unary("erf", x)
+
+
+@erf.rule
+class ErfOp(Operation):
+    """out = erf(x) = (2/√π) ∫_0^x e^(-t²) dt.
+
+    Derivation: by the fundamental theorem of calculus d erf(x)/dx = (2/√π) e^(-x²), so
+        grad_x = g · (2/√π) · exp(-x²).
+    Saves: x.
+    """
+
+    __slots__ = ()
+    fuse = True
+
+    def vjp(self, g, out, x):
+        return [g * (-(x * x)).exp() * (2.0 / math.sqrt(math.pi))]
 
 
 @op(jax=jnp.sqrt, numpy=np.sqrt)
@@ -158,6 +200,40 @@ class CosOp(Operation):
 
     def vjp(self, g, out, x):
         return [-(g * x.sin())]
+
+
+@op(jax=jnp.tan, numpy=np.tan)
+def tan(x: Tensor):
+    """tan x, elementwise (radians)."""
+    return float_unary("tan", x)
+
+
+@tan.rule
+class TanOp(Operation):
+    """out = tan(x).   Derivation: tan' = 1/cos² = 1 + tan², so  grad_x = g + (g·out)·out.   Saves: out."""
+
+    __slots__ = ()
+    fuse = True
+
+    def vjp(self, g, out, x):
+        return [g + (g * out) * out]
+
+
+@op(jax=jnp.arctan, numpy=np.arctan)
+def atan(x: Tensor):
+    """arctan x, elementwise (radians, in (-π/2, π/2))."""
+    return float_unary("atan", x)
+
+
+@atan.rule
+class AtanOp(Operation):
+    """out = arctan(x).   Derivation: d arctan(x)/dx = 1/(1 + x²), so  grad_x = g / (1 + x²).   Saves: x."""
+
+    __slots__ = ()
+    fuse = True
+
+    def vjp(self, g, out, x):
+        return [g / (x * x + 1.0)]
 
 
 @op(jax=lambda x: jnp.maximum(x, jnp.zeros((), x.dtype)), numpy=lambda x: np.maximum(x, np.zeros((), x.dtype)))

@@ -1,10 +1,16 @@
 """The operators and the hand-written methods of ``Tensor`` (the ``TensorOperators`` mixin).
 
-``+ - * /`` take Python numbers on either side (the scalar ops) and Tensors on the same backend
-(the broadcasting ops); ``@`` is matmul; comparisons give bool tensors. The methods written here by
-hand are those whose Tensor spelling differs from the backend op (``sum``, ``mean``,
-``reshape(*shape)``, ``cat(others)``, ``where(condition, other)``); every other op is a generated
-method (``jtape.tensor.tensor.install_op_method``).
+``+ - * / **`` take Python numbers on either side (the scalar ops; ``t ** p`` is ``pow_scalar``)
+and Tensors on the same backend (the broadcasting ops); ``@`` is matmul; ``-t`` is neg,
+``abs(t)`` abs; comparisons give bool tensors. A NumPy or jax array on either side becomes a
+constant on the tensor's backend (``operands``: a float array takes the tensor's float dtype),
+and NumPy's ufuncs of these operators (``ndarray + t`` calls ``np.add``) run them on the tape;
+any other ufunc on a Tensor (``np.exp(t)``) is refused with the jtape method to use.
+
+The methods written here by hand are those whose Tensor spelling differs from the backend op
+(``sum``, ``mean``, ``reshape(*shape)``, ``cat(others)``, ``where(condition, other)``,
+``pow(number or tensor)``); every other op is a generated method
+(``jtape.tensor.tensor.install_op_method``).
 """
 
 from __future__ import annotations
@@ -13,14 +19,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from .args import scalar_for
 from .dtype import DataType
 from .errors import ArgumentError, BackendError, DTypeError
+from .operands import array_operand, array_ufunc, is_array, is_number
 from .raw import RawTensor
 
 if TYPE_CHECKING:
     from .tensor import Tensor
-
-_SCALARS = (int, float, np.generic)
 
 
 class TensorOperators:
@@ -29,20 +35,23 @@ class TensorOperators:
     __slots__ = ()
 
     # -- operands ------------------------------------------------------------------------------
-    def _lift(self, other: Any, op: str) -> RawTensor:
-        """A Tensor's raw (same backend), or a number / NumPy scalar / 0-d array as a 0-d constant
-        of this tensor's dtype."""
+    def _lift(self, other: Any, op: str, cast: bool = False) -> RawTensor:
+        """``other`` as a RawTensor on this tensor's backend: a Tensor's own (same backend), a number
+        as a 0-d constant of this tensor's dtype, an array as a constant (``operands.array_operand``:
+        with ``cast``, the operators' rule, else integer and bool arrays keep their dtype)."""
         if isinstance(other, TensorOperators):
             if other.backend is not self.backend:
                 raise BackendError(f"{op}: got tensors from two backends ({self.backend.name()} and "
                                    f"{other.backend.name()}); expected both on the same backend")
             return other._raw
-        if isinstance(other, bool) or not isinstance(other, _SCALARS + (np.ndarray,)) or np.ndim(other) != 0:
-            raise ArgumentError(f"{op}: got an operand of type {type(other).__name__}; expected a Tensor or a "
-                                f"Python number")
-        raw = self.backend.full((), other.item() if hasattr(other, "item") else other, self.dtype)
-        raw.requires_grad = False
-        return raw
+        if is_number(other):
+            raw = self.backend.full((), scalar_for(op, self.dtype, other), self.dtype)
+            raw.requires_grad = False
+            return raw
+        if is_array(other):
+            return array_operand(self, other, op, cast)
+        raise ArgumentError(f"{op}: got an operand of type {type(other).__name__}; expected a Tensor, a Python number, "
+                        f"or a NumPy or jax array")
 
     def _wrap(self, out: Any) -> Any:
         """An op's result(s) as Tensor(s) on this backend."""
@@ -51,7 +60,13 @@ class TensorOperators:
     def _arith(self, op: str, other: Any) -> "Tensor":
         if other.__class__ in (int, float) or (isinstance(other, np.generic) and not isinstance(other, np.bool_)):
             return self._new(getattr(self.backend, op + "_scalar")(self._raw, other))
-        return self._new(getattr(self.backend, op)(self._raw, self._lift(other, op)))
+        return self._new(getattr(self.backend, op)(self._raw, self._lift(other, op, cast=True)))
+
+    def _binary(self, op: str, other: Any, reflected: bool = False) -> "Tensor":
+        """``op(self, other)`` (``op(other, self)`` when ``reflected``), other converted as an operand."""
+        lifted = self._lift(other, op, cast=True)
+        args = (lifted, self._raw) if reflected else (self._raw, lifted)
+        return self._new(getattr(self.backend, op)(*args))
 
     # -- arithmetic ----------------------------------------------------------------------------
     def add(self, other: Any) -> "Tensor":
@@ -66,26 +81,48 @@ class TensorOperators:
     def div(self, other: Any) -> "Tensor":
         return self._arith("div", other)
 
+    def pow(self, exponent: Any) -> "Tensor":
+        """``self ** exponent``: ``pow_scalar`` for a Python (or NumPy) number, ``pow`` (broadcasting)
+        for a Tensor or an array. The two agree except at conventions (``PowScalarOp``: x ** 0 has
+        gradient 0 at x = 0, where jax's tensor power gives NaN)."""
+        if is_number(exponent):
+            return self._new(self.backend.pow_scalar(self._raw, exponent))
+        return self._binary("pow", exponent)
+
     __add__, __sub__, __mul__, __truediv__ = add, sub, mul, div    # Tensor overrides these with fast paths
-    __radd__, __rmul__ = add, mul
+    __radd__, __rmul__, __pow__ = add, mul, pow
 
     def __rsub__(self, other: Any) -> "Tensor":
-        return self._new(self.backend.sub(self._lift(other, "sub"), self._raw))
+        return self._binary("sub", other, reflected=True)
 
     def __rtruediv__(self, other: Any) -> "Tensor":
-        return self._new(self.backend.div(self._lift(other, "div"), self._raw))
+        return self._binary("div", other, reflected=True)
+
+    def __rpow__(self, base: Any) -> "Tensor":
+        """``base ** self`` for a number or an array: ``pow`` with the base as a constant of this
+        tensor's dtype, so jax's conventions for a base <= 0 hold (0 ** x has gradient 0 in x; a
+        negative base gives NaN gradients). Not exp(x · log s), which is NaN at s = 0, x = 0."""
+        return self._binary("pow", base, reflected=True)
 
     def __neg__(self) -> "Tensor":
-        return self._new(self.backend.mul_scalar(self._raw, -1))
+        return self._new(self.backend.neg(self._raw))
 
     def __pos__(self) -> "Tensor":
         return self
 
-    def __matmul__(self, other: "Tensor") -> "Tensor":
-        return self._new(self.backend.matmul(self._raw, self._lift(other, "matmul")))
+    def __abs__(self) -> "Tensor":
+        return self._new(self.backend.abs(self._raw))
 
-    def __rmatmul__(self, other: "Tensor") -> "Tensor":
-        return self._new(self.backend.matmul(self._lift(other, "matmul"), self._raw))
+    def __matmul__(self, other: Any) -> "Tensor":
+        return self._binary("matmul", other)
+
+    def __rmatmul__(self, other: Any) -> "Tensor":
+        return self._binary("matmul", other, reflected=True)
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """NumPy's hook: ``ndarray + t`` runs ``t.__radd__(ndarray)`` on the tape; ``np.exp(t)``
+        raises a TypeError naming ``t.exp()`` (see ``operands.array_ufunc``)."""
+        return array_ufunc(ufunc, method, inputs, kwargs, TensorOperators, type(self))
 
     # -- methods whose Tensor spelling differs from the backend op -----------------------------------
     def sum(self) -> "Tensor":
@@ -126,28 +163,30 @@ class TensorOperators:
 
     # -- comparisons and logic as operators --------------------------------------------------------
     def __eq__(self, other: Any) -> "Tensor":  # type: ignore[override]
-        return self.equal(other)
+        return self._binary("equal", other)
 
     def __ne__(self, other: Any) -> "Tensor":  # type: ignore[override]
-        return self.not_equal(other)
+        return self._binary("not_equal", other)
 
     def __gt__(self, other: Any) -> "Tensor":
-        return self.greater(other)
+        return self._binary("greater", other)
 
     def __ge__(self, other: Any) -> "Tensor":
-        return self.greater_equal(other)
+        return self._binary("greater_equal", other)
 
     def __lt__(self, other: Any) -> "Tensor":
-        return self.lower(other)
+        return self._binary("lower", other)
 
     def __le__(self, other: Any) -> "Tensor":
-        return self.lower_equal(other)
+        return self._binary("lower_equal", other)
 
     def __and__(self, other: Any) -> "Tensor":
-        return self.and_(other)
+        return self._binary("and_", other)
 
     def __or__(self, other: Any) -> "Tensor":
-        return self.or_(other)
+        return self._binary("or_", other)
+
+    __rand__, __ror__ = __and__, __or__
 
     def __invert__(self) -> "Tensor":
         return self.not_()

@@ -32,7 +32,7 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
     """
 
     __slots__ = ("_raw", "backend", "__weakref__")
-    __array_priority__ = 1000  # so `np_array + tensor` calls Tensor.__radd__
+    __array_priority__ = 1000  # NumPy asks __array_ufunc__ (operators.py): `ndarray + t` runs on the tape
     __hash__ = object.__hash__  # `==` builds a bool tensor; identity still keys dicts and sets
 
     def __init__(self, raw: RawTensor, backend: Any):
