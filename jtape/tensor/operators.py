@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from .dtype import DataType
-from .errors import BackendError, DTypeError
+from .errors import BackendError
 from .raw import RawTensor
 
 if TYPE_CHECKING:
@@ -88,17 +88,6 @@ class TensorOperators:
         return self._new(self.backend.matmul(self._lift(other, "matmul"), self._raw))
 
     # -- methods whose Tensor spelling differs from the backend op -----------------------------------
-    def sum(self) -> "Tensor":
-        """The sum of all elements (a 0-d tensor)."""
-        return self._new(self.backend.sum(self._raw))
-
-    def mean(self) -> "Tensor":
-        """The mean of all elements (a 0-d tensor; float dtypes), exact for any size in every float dtype."""
-        if not self.dtype.is_float:
-            raise DTypeError(f"mean: got dtype {self.dtype.value}; expected a float dtype (cast first: "
-                             f"t.cast('float32').mean())")
-        return self._new(self.backend.mean_dim(self._raw, None, False))
-
     def reshape(self, *shape: Any) -> "Tensor":
         if len(shape) == 1 and not isinstance(shape[0], int):
             shape = shape[0]
