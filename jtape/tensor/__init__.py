@@ -2,8 +2,21 @@
 the user-facing ``Tensor``, the creation functions, and the op registry every layer is built from."""
 
 from .backend import OPS, Backend
-from .creation import (arange, cat, from_numpy, from_slice, full, ones, ones_like, rand, randn, stack, where, zeros,
-                       zeros_like)
+from .creation import (
+                       arange,
+                       cat,
+                       from_numpy,
+                       from_slice,
+                       full,
+                       ones,
+                       ones_like,
+                       rand,
+                       randn,
+                       stack,
+                       where,
+                       zeros,
+                       zeros_like,
+)
 from .dtype import DataType, bfloat16, bool_, float16, float32, float64, int32, int64, uint8
 from .errors import BackendError, DTypeError, JtapeError, ShapeError, TapeError
 from .raw import HookHandle, RawTensor
