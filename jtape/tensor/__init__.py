@@ -3,19 +3,19 @@ the user-facing ``Tensor``, the creation functions, and the op registry every la
 
 from .backend import OPS, Backend
 from .creation import (
-                       arange,
-                       cat,
-                       from_numpy,
-                       from_slice,
-                       full,
-                       ones,
-                       ones_like,
-                       rand,
-                       randn,
-                       stack,
-                       where,
-                       zeros,
-                       zeros_like,
+    arange,
+    cat,
+    from_numpy,
+    from_slice,
+    full,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    stack,
+    where,
+    zeros,
+    zeros_like,
 )
 from .dtype import DataType, bfloat16, bool_, float16, float32, float64, int32, int64, uint8
 from .errors import BackendError, DTypeError, JtapeError, ShapeError, TapeError
