@@ -294,8 +294,8 @@ def _variance(backend, x, dim, keep_dim: bool, correction, name: str):
 @composite()
 def var(backend, x: Tensor, dim: Dims = None, keep_dim: Bool = False, correction: Scalar = 1):
     """The variance along ``dim`` (one dim, a tuple, or None for all): Σ (x - mean)² / (n - correction),
-    ``correction=1`` the unbiased estimate, 0 the population variance (NaN where n - correction <= 0;
-    float32 accumulation for half dtypes)."""
+    ``correction=1`` the unbiased estimate, 0 the population variance (inf or NaN where
+    n - correction <= 0, as in jax and torch; float32 accumulation for half dtypes)."""
     out, dtype = _variance(backend, x, dim, keep_dim, correction, "var")
     return out if out.dtype is dtype else backend.cast(out, dtype)
 
