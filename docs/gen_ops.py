@@ -36,8 +36,8 @@ def rule_method(cls: type):
 
 
 # Teaching order of the families; a module not named here comes after these, alphabetically.
-ORDER = ["elementwise", "piecewise", "unary", "activation", "reduce", "shape", "indexing", "linalg", "conv",
-         "pool", "loss", "compare"]
+ORDER = ["elementwise", "piecewise", "unary", "activation", "reduce", "shape", "layout", "indexing", "linalg",
+         "conv", "pool", "loss", "compare"]
 
 
 def families() -> dict[str, list[tuple[str, type]]]:

@@ -2,7 +2,21 @@
 the user-facing ``Tensor``, the creation functions, and the op registry every layer is built from."""
 
 from .backend import OPS, Backend
-from .creation import arange, cat, from_numpy, from_slice, full, ones, ones_like, rand, randn, where, zeros, zeros_like
+from .creation import (
+    arange,
+    cat,
+    from_numpy,
+    from_slice,
+    full,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    stack,
+    where,
+    zeros,
+    zeros_like,
+)
 from .dtype import DataType, bfloat16, bool_, float16, float32, float64, int32, int64, uint8
 from .errors import ArgumentError, BackendError, DTypeError, JtapeError, ShapeError, TapeError
 from .raw import HookHandle, RawTensor
@@ -15,5 +29,5 @@ __all__ = [
     "JtapeError",
     "OpDef", "RawTensor", "Shape", "ShapeError", "TapeError", "Tensor", "arange", "bfloat16", "bool_", "cat",
     "float16", "float32", "float64", "from_numpy", "from_slice", "full", "int32", "int64", "ones", "ones_like",
-    "rand", "randn", "uint8", "where", "zeros", "zeros_like",
+    "rand", "randn", "stack", "uint8", "where", "zeros", "zeros_like",
 ]

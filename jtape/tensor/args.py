@@ -217,6 +217,42 @@ class _Static(Kind):
         return value
 
 
+class _IntOrInts(Kind):
+    """One int, kept an int, or a sequence of ints, made a tuple (``split``: a count or piece sizes)."""
+
+    def normalize(self, op: str, name: str, value: Any) -> int | tuple:
+        if isinstance(value, (list, tuple)):
+            if all(not isinstance(v, bool) and hasattr(v, "__index__") for v in value):
+                return tuple(v.__index__() for v in value)
+        elif not isinstance(value, bool) and hasattr(value, "__index__"):
+            return value.__index__()
+        raise ShapeError(f"{op}: got {name}={value!r}; expected an int or a sequence of ints")
+
+
+class _Widths(Kind):
+    """NumPy's ``pad_width``: ``((before, after), ...)`` per dim, or one ``(before, after)`` pair,
+    ``(w,)`` or ``w`` for every dim; each width a non-negative int. Normalised to a tuple of
+    ``(before, after)`` pairs — one pair (every dim) or one per dim (the op checks the count)."""
+
+    def normalize(self, op: str, name: str, value: Any) -> tuple:
+        def ints(v: Any) -> bool:
+            return isinstance(v, (list, tuple)) and all(not isinstance(w, bool) and hasattr(w, "__index__") for w in v)
+        if hasattr(value, "tolist") and getattr(value, "ndim", 0) > 0:        # a NumPy array of widths
+            value = value.tolist()
+        if not isinstance(value, bool) and hasattr(value, "__index__"):
+            value = ((value, value),)
+        elif ints(value) and len(value) in (1, 2):
+            value = ((value[0], value[-1]),)                     # (w,) or (before, after): every dim
+        elif not (isinstance(value, (list, tuple)) and all(ints(p) and len(p) in (1, 2) for p in value)):
+            raise ShapeError(f"{op}: got {name}={value!r}; expected ((before, after), ...) per dim, one "
+                             f"(before, after) pair or one int (NumPy's pad_width)")
+        pairs = tuple((p[0].__index__(), p[-1].__index__()) for p in value)
+        if any(w < 0 for p in pairs for w in p):
+            raise ShapeError(f"{op}: got {name}={value!r}; expected non-negative widths (to cut elements away, "
+                             f"use narrow or indexing)")
+        return pairs
+
+
 Tensor = _Tensor()
 Tensors = _Tensors()
 Dim = _Dim()
@@ -228,6 +264,8 @@ DType = _DType()
 Scalar = _Scalar()
 OptFloat = _OptFloat()
 Static = _Static()
+IntOrInts = _IntOrInts()
+Widths = _Widths()
 
 
 def scalar_for(op: str, dtype: DataType, value: int | float) -> int | float:

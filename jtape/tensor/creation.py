@@ -103,6 +103,13 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     return tensors[0].cat(list(tensors[1:]), dim)
 
 
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Stack tensors of one shape along a new dim ``dim``."""
+    if not tensors:
+        raise ShapeError("stack: got no tensors; expected at least one")
+    return tensors[0].stack(list(tensors[1:]), dim)
+
+
 def where(condition: Tensor, x: Any, y: Any) -> Tensor:
     """``condition ? x : y`` elementwise, with broadcasting."""
     if not isinstance(x, Tensor):

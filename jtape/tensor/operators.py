@@ -21,7 +21,7 @@ import numpy as np
 
 from .args import scalar_for
 from .dtype import DataType
-from .errors import ArgumentError, BackendError, DTypeError
+from .errors import ArgumentError, BackendError
 from .operands import array_operand, array_ufunc, is_array, is_number
 from .raw import RawTensor
 
@@ -125,17 +125,6 @@ class TensorOperators:
         return array_ufunc(ufunc, method, inputs, kwargs, TensorOperators, type(self))
 
     # -- methods whose Tensor spelling differs from the backend op -----------------------------------
-    def sum(self) -> "Tensor":
-        """The sum of all elements (a 0-d tensor)."""
-        return self._new(self.backend.sum(self._raw))
-
-    def mean(self) -> "Tensor":
-        """The mean of all elements (a 0-d tensor; float dtypes), exact for any size in every float dtype."""
-        if not self.dtype.is_float:
-            raise DTypeError(f"mean: got dtype {self.dtype.value}; expected a float dtype (cast first: "
-                             f"t.cast('float32').mean())")
-        return self._new(self.backend.mean_dim(self._raw, None, False))
-
     def reshape(self, *shape: Any) -> "Tensor":
         if len(shape) == 1 and not isinstance(shape[0], int):
             shape = shape[0]
