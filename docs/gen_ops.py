@@ -36,7 +36,7 @@ def rule_method(cls: type):
 
 
 # Teaching order of the families; a module not named here comes after these, alphabetically.
-ORDER = ["elementwise", "unary", "reduce", "shape", "indexing", "linalg", "conv", "loss", "compare"]
+ORDER = ["elementwise", "unary", "reduce", "shape", "indexing", "select", "linalg", "conv", "loss", "compare"]
 
 
 def families() -> dict[str, list[tuple[str, type]]]:

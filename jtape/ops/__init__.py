@@ -2,7 +2,7 @@
 its derivation), grouped by family. Importing this package registers them all."""
 
 from ..tensor.registry import REGISTRY
-from . import compare, conv, elementwise, indexing, linalg, loss, reduce, shape, unary  # noqa: F401  (registers)
+from . import compare, conv, elementwise, indexing, linalg, loss, reduce, select, shape, unary  # noqa: F401  (registers)
 from .base import Operation, pad_with_zeros, unbroadcast
 
 # The Operation class of each differentiable op, by op name; each also importable as jtape.ops.<Class>.
