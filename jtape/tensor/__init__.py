@@ -5,14 +5,15 @@ from .backend import OPS, Backend
 from .creation import arange, cat, from_numpy, from_slice, full, ones, ones_like, rand, randn, where, zeros, zeros_like
 from .dtype import DataType, bfloat16, bool_, float16, float32, float64, int32, int64, uint8
 from .errors import BackendError, DTypeError, JtapeError, ShapeError, TapeError
+from .indexing import IndexOutOfRangeError, einsum
 from .raw import HookHandle, RawTensor
 from .registry import REGISTRY, OpDef
 from .shape import Device, Shape
 from .tensor import Tensor
 
 __all__ = [
-    "OPS", "REGISTRY", "Backend", "BackendError", "DTypeError", "DataType", "Device", "HookHandle", "JtapeError",
-    "OpDef", "RawTensor", "Shape", "ShapeError", "TapeError", "Tensor", "arange", "bfloat16", "bool_", "cat",
-    "float16", "float32", "float64", "from_numpy", "from_slice", "full", "int32", "int64", "ones", "ones_like",
-    "rand", "randn", "uint8", "where", "zeros", "zeros_like",
+    "OPS", "REGISTRY", "Backend", "BackendError", "DTypeError", "DataType", "Device", "HookHandle",
+    "IndexOutOfRangeError", "JtapeError", "OpDef", "RawTensor", "Shape", "ShapeError", "TapeError", "Tensor", "arange",
+    "bfloat16", "bool_", "cat", "einsum", "float16", "float32", "float64", "from_numpy", "from_slice", "full", "int32",
+    "int64", "ones", "ones_like", "rand", "randn", "uint8", "where", "zeros", "zeros_like",
 ]

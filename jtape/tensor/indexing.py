@@ -123,7 +123,9 @@ def _classify(t: Any, k: Any) -> Any:
     if isinstance(k, slice):
         for v in (k.start, k.stop, k.step):
             if v is not None and (isinstance(v, bool) or not hasattr(v, "__index__")):
-                raise ShapeError(f"getitem: got slice {k}; expected ints or None as its start, stop and step")
+                raise ShapeError(f"getitem: got {k}; expected ints or None as its start, stop and step")
+        if k.step is not None and k.step.__index__() == 0:
+            raise ShapeError(f"getitem: got {k}; expected a non-zero step")
         return slice(*(None if v is None else v.__index__() for v in (k.start, k.stop, k.step)))
     if isinstance(k, (bool, np.bool_)):
         return np.asarray(bool(k))
@@ -278,3 +280,11 @@ def _check_values(t: Any, index: Any, dim: int, size: int) -> None:
     if low < -size or high >= size:
         raise IndexOutOfRangeError(f"getitem: got index values in [{low}, {high}] for dim {dim} of size {size} "
                                    f"(shape {tuple(t.shape)}); expected {-size} <= index < {size}")
+
+
+def einsum(spec: str, *tensors: Tensor) -> Tensor:
+    """``einsum("ij,jk->ik", a, b)``: Einstein summation over Tensors on one backend (the op
+    ``einsum``; see its docstring for the spec's rules)."""
+    if not tensors:
+        raise ShapeError(f"einsum: got spec {spec!r} and no tensors; expected at least one")
+    return tensors[0].einsum(spec, *tensors[1:])
