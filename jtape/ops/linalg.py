@@ -209,7 +209,8 @@ class EinsumOp(Operation):
     grad_b = einsum("ik,ij->jk", g, a) (= aᵀ @ g). Three refinements:
       · a letter of S_t in neither O nor any other operand was summed over in x_t alone: out does not
         depend on where along it x_t's element sits, so the gradient is constant along it —
-        compute without it and expand (e.g. "ij->i": grad_x[i, j] = g[i]);
+        compute without it and expand (e.g. "ij->i": grad_x[i, j] = g[i]); likewise where the
+        other operands have that letter with size 1 only (they broadcast along it);
       · a letter repeated in S_t ("ii->i" reads the diagonal): only diagonal elements reach out, so
         the gradient is δ-masked: rename the repeat (i → p) and multiply by the identity I[i, p]
         inside the same einsum (grad_x = einsum("i,ip->ip", g, I));
@@ -246,7 +247,9 @@ def _operand_grad(spec: str, terms: list[str], o: str, sizes: dict, g, xs, t: in
     kept = "".join(c for c in target if c in reached)
     grad = g if (kept == o and len(operands) == 1) else einsum(",".join(subs) + "->" + kept, *operands)
     if kept != target:                                      # letters summed in x_t alone: constant along them
-        grad = grad.reshape(tuple(sizes[c] if c in reached else 1 for c in target))
-        grad = grad.expand(tuple(sizes[c] for c in target))
+        grad = grad.reshape(tuple(grad.shape[kept.index(c)] if c in reached else 1 for c in target))
+    full = tuple(sizes[c] for c in target)
+    if tuple(grad.shape) != full:                           # ... and letters of size 1 wherever else they are
+        grad = grad.expand(full)
     summed = tuple(d for d, (c, n) in enumerate(zip(terms[t], xs[t].shape)) if n == 1 and sizes[c] != 1)
     return grad.sum_dim(summed, True) if summed else grad

@@ -18,6 +18,7 @@ modified in place (see ``__setitem__``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -220,7 +221,7 @@ def _advanced(t: Any, entries: list) -> Tensor:
     dims = [d for d, k in enumerate(entries) if isinstance(k, _Array)]
     flat, batch = _flat_index(t, [entries[d].values for d in dims], dims)
     rest = [n for d, n in enumerate(t.shape) if d not in dims]
-    positions = int(np.prod([t.shape[d] for d in dims]))
+    positions = math.prod([t.shape[d] for d in dims])
     if dims == list(range(dims[0], dims[0] + len(dims))):   # adjacent: the index's dims replace them in place
         at = dims[0]
         if len(dims) > 1:
@@ -246,40 +247,43 @@ def _flat_index(t: Any, indices: list, dims: list) -> tuple:
     except ValueError:
         raise ShapeError(f"getitem: got index arrays of shapes {' and '.join(map(str, shapes))}, which do not "
                          f"broadcast; expected shapes that broadcast together") from None
-    if int(np.prod(sizes)) > _INT32_MAX:
+    if math.prod(sizes) > _INT32_MAX:
         raise ShapeError(f"getitem: the indexed dims {tuple(sizes)} hold more than 2**31 - 1 positions; expected "
                          f"fewer (index fewer dims at once)")
-    strides = [int(np.prod(sizes[j + 1:])) for j in range(len(sizes))]
-    for j, i in enumerate(indices):
-        _check_values(t, i, dims[j], sizes[j])
+    strides = [math.prod(sizes[j + 1:]) for j in range(len(sizes))]
+    negative = [_check_values(t, i, dims[j], sizes[j]) for j, i in enumerate(indices)]
     if all(isinstance(i, np.ndarray) for i in indices):     # host constants: computed here, once
         flat = sum((np.where(i < 0, i + n, i) * s for i, n, s in zip(indices, sizes, strides)), np.zeros((), np.int64))
         flat = np.broadcast_to(flat, batch).reshape(-1).astype(np.int32)
         return t.new_tensor(flat, "int32"), batch
     flat = None
-    for i, n, s in zip(indices, sizes, strides):
-        i = t.new_tensor(i, "int32") if isinstance(i, np.ndarray) else (i if i.dtype.value == "int32" else
-                                                                       i.cast("int32"))
-        i = (i + n).where(i < 0, i)                          # negative: from the end
+    for i, n, s, neg in zip(indices, sizes, strides, negative):
+        if isinstance(i, np.ndarray):
+            i = t.new_tensor(np.where(i < 0, i + n, i), "int32")
+        elif neg or len(indices) > 1:                        # positions in int32, whatever the index dtype
+            i = i if i.dtype.value == "int32" else i.cast("int32")
+            i = (i + n).where(i < 0, i) if neg else i        # negative: from the end
         term = i * s if s != 1 else i
         flat = term if flat is None else flat + term
     if tuple(flat.shape) != batch:
         flat = flat.expand(batch)
-    return flat.reshape((int(np.prod(batch)),)), batch
+    return flat.reshape((math.prod(batch),)), batch
 
 
-def _check_values(t: Any, index: Any, dim: int, size: int) -> None:
-    """Index values lie in [-size, size): read on concrete indices only (never on tracers)."""
+def _check_values(t: Any, index: Any, dim: int, size: int) -> bool:
+    """Index values lie in [-size, size): read on concrete indices only (never on tracers). Returns
+    whether some may be negative (on a tracer: whether its dtype is signed)."""
     if not isinstance(index, np.ndarray):
         if isinstance(index.raw().data, jax.core.Tracer):
-            return
+            return index.dtype.value != "uint8"
         index = index.numpy()
     if index.size == 0:
-        return
+        return False
     low, high = int(index.min()), int(index.max())
     if low < -size or high >= size:
         raise IndexOutOfRangeError(f"getitem: got index values in [{low}, {high}] for dim {dim} of size {size} "
                                    f"(shape {tuple(t.shape)}); expected {-size} <= index < {size}")
+    return low < 0
 
 
 def einsum(spec: str, *tensors: Tensor) -> Tensor:

@@ -182,3 +182,34 @@ def test_einsum_rule_reads_as_its_derivation(inner):
     backend.tape().gradient(out.sum(), [a, b], create_graph=True)
     specs = [op.statics()["spec"] for op in backend.tape().operations()[n + 1:] if op.name == "Einsum"]
     assert sorted(specs) == ["ik,ij->jk", "ik,jk->ij"]
+
+
+def _random_einsum(rng):
+    """A random spec over letters a-d: 1-3 operands of rank 0-3, repeated letters (diagonals),
+    letters of size 1 in some operands (broadcast), an explicit output of some of the letters."""
+    sizes = dict(zip("abcd", rng.integers(2, 5, 4)))
+    ranks = [0 if rng.random() < 0.1 else rng.integers(1, 4) for _ in range(rng.integers(1, 4))]
+    terms = ["".join(rng.choice(list("abcd"), r)) for r in ranks]
+    shapes = []
+    for term in terms:
+        ones = {c for c in set(term) if rng.random() < 0.2}
+        shapes.append(tuple(1 if c in ones else int(sizes[c]) for c in term))
+    used = sorted(set("".join(terms)))
+    out = "".join(rng.permutation([c for c in used if rng.random() < 0.5])) if used else ""
+    return ",".join(terms) + "->" + out, shapes
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_einsum_of_random_specs_matches_jax_vjp(seed):
+    rng = np.random.default_rng(seed)
+    spec, shapes = _random_einsum(rng)
+    arrays = [rng.standard_normal(s) for s in shapes]
+    backend = autodiff.new(NumpyBackend())
+    ts = [tensor.from_numpy(a, backend) for a in arrays]
+    out = tensor.einsum(spec, *ts)
+    expected, pullback = jax.vjp(lambda *xs: jnp.einsum(spec, *xs), *map(jnp.asarray, arrays))
+    ct = rng.standard_normal(expected.shape)
+    grads = backend.tape().gradient(out, ts, output_gradients=tensor.from_numpy(ct, backend))
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12, err_msg=f"{spec} {shapes}")
+    for i, (g, want) in enumerate(zip(grads, pullback(jnp.asarray(ct)))):
+        np.testing.assert_allclose(g.numpy(), want, rtol=1e-12, atol=1e-12, err_msg=f"{spec} {shapes} input {i}")
