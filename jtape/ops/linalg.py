@@ -203,18 +203,18 @@ class EinsumOp(Operation):
 
     Derivation: out is linear in each operand. Fix t: ∂out[O]/∂x_t[S_t] = Π_{u≠t} x_u[S_u], so
         ∂ℒ/∂x_t[S_t] = Σ over the letters not in S_t of  g[O] · Π_{u≠t} x_u[S_u]
-    — another einsum, with g in x_t's place and S_t as the output:
-        grad_x_t = einsum("O,S_1,…(S_t left out)…,S_n -> S_t", g, x_1, …, x_n without x_t).
-    For out = einsum("ij,jk->ik", a, b): grad_a = einsum("ik,jk->ij", g, b) (= g @ bᵀ) and
-    grad_b = einsum("ik,ij->jk", g, a) (= aᵀ @ g). Three refinements:
-      · a letter of S_t in neither O nor any other operand was summed over in x_t alone: out does not
-        depend on where along it x_t's element sits, so the gradient is constant along it —
-        compute without it and expand (e.g. "ij->i": grad_x[i, j] = g[i]); likewise where the
-        other operands have that letter with size 1 only (they broadcast along it);
-      · a letter repeated in S_t ("ii->i" reads the diagonal): only diagonal elements reach out, so
-        the gradient is δ-masked: rename the repeat (i → p) and multiply by the identity I[i, p]
-        inside the same einsum (grad_x = einsum("i,ip->ip", g, I));
-      · a dim of size 1 in x_t that broadcast to n was read n times: sum the gradient back over it.
+    — another einsum, of g and the other operands: g takes x_t's place, and S_t becomes the output
+    (the subscripts of g and x_t swap). For the spec ``ij,jk->ik`` (out = a @ b):
+        grad_a[i, j] = Σ_k g[i, k] · b[j, k]        grad_b[j, k] = Σ_i g[i, k] · a[i, j]
+    that is, grad_a is the einsum ``ik,jk->ij`` of g and b, which is g @ bᵀ, and grad_b the einsum
+    ``ik,ij->jk`` of g and a, which is aᵀ @ g. Three refinements. Letters of S_t that neither O nor
+    another operand holds (or holds only at size 1) were summed over in x_t alone: out does not
+    depend on where along them x_t's element sits, so the gradient is constant along them —
+    compute without them, then expand (for ``ij->i``: grad_x[i, j] = g[i]). A letter repeated in
+    S_t (``ii->i`` reads the diagonal) lets only diagonal elements reach out, so the gradient is
+    δ-masked: rename the repeat (i → p) and multiply by the identity I[i, p] inside the same
+    einsum (for ``ii->i`` the rule is the einsum ``i,ip->ip`` of g and I). A dim of size 1 in x_t
+    that broadcast to n was read n times: sum the gradient back over it.
     Saves: spec and the operands (each operand's gradient reads the others).
     """
 

@@ -166,8 +166,8 @@ def index_select(x: Tensor, dim: Dim, index: Tensor):
 class IndexSelectOp(Operation):
     """out = index_select(x, dim, index):  out[…, j, …] = x[…, index[j], …] along dim.
 
-    Derivation: out's j-th slice copies x's index[j]-th slice with slope 1, so x's k-th slice
-    receives the sum of g's slices at every j with index[j] = k — a repeated index adds up, an
+    Derivation: slice j of out copies slice index[j] of x with slope 1, so slice k of x receives
+    the sum of g's slices at every j with index[j] = k — a repeated index adds up, an
     index never picked gets 0. That is index-add, the adjoint of index-select:
         grad_x = index_add(x.shape, dim, index, g);   the index gets no gradient.
     Saves: dim, index (an input).
@@ -207,9 +207,10 @@ def index_add(shape: ShapeArg, dim: Dim, index: Tensor, src: Tensor):
 
 @index_add.rule
 class IndexAddOp(Operation):
-    """out = index_add(shape, dim, index, src): zeros of shape, src[…, j, …] added at out[…, index[j], …].
+    """out = index_add(shape, dim, index, src): zeros of the shape; slice j of src is added to
+    slice index[j] of out (along dim).
 
-    Derivation: out is linear in src and src's j-th slice lands in out's index[j]-th slice with
+    Derivation: out is linear in src and slice j of src lands in slice index[j] of out with
     slope 1, so it reads its gradient back from there — the adjoint of index-add is index-select:
         grad_src = index_select(g, dim, index);   the index gets no gradient.
     Saves: shape, dim (index and src are the inputs).
