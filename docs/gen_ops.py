@@ -36,7 +36,7 @@ def rule_method(cls: type):
 
 
 # Teaching order of the families; a module not named here comes after these, alphabetically.
-ORDER = ["elementwise", "piecewise", "unary", "activation", "reduce", "shape", "layout", "indexing", "linalg",
+ORDER = ["elementwise", "piecewise", "unary", "activation", "reduce", "shape", "layout", "indexing", "select", "linalg",
          "conv", "pool", "loss", "compare"]
 
 

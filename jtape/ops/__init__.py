@@ -2,7 +2,8 @@
 its derivation), grouped by family. Importing this package registers them all."""
 
 from ..tensor.registry import REGISTRY
-from . import compare, conv, elementwise, indexing, layout, linalg, loss, pool, reduce, shape, unary  # noqa: F401
+from . import compare, conv, elementwise, indexing, layout, linalg, loss, pool  # noqa: F401  (registers)
+from . import reduce, select, shape, unary  # noqa: F401
 from . import activation, piecewise  # noqa: F401  (registers the second round's elementwise ops)
 from .base import Operation, pad_with_zeros, unbroadcast
 

@@ -1,5 +1,5 @@
-"""Indexing: gather, where, and scatter_add (gather's adjoint). Their rules route g back to where
-each element came from.
+"""Indexing: gather, where, masked_fill and one_hot, and scatter_add (gather's adjoint). Their rules
+route g back to where each element came from.
 
 Index *values* cannot be checked from shapes; ``index_values`` checks them on concrete arrays
 (``value_check``). Kernels compute positions in int32 whatever the index dtype, so a uint8 index
@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ..tensor.args import Dim, ShapeArg, Tensor
-from ..tensor.checks import broadcast_shapes, need_int, normalize_dim, same_dtype
+from ..tensor.args import Dim, DType, Int, Scalar, ShapeArg, Tensor
+from ..tensor.checks import broadcast_shapes, need_int, need_numeric, normalize_dim, same_dtype
 from ..tensor.errors import DTypeError, ShapeError
 from ..tensor.registry import op
 from .base import Operation, unbroadcast
@@ -154,3 +154,61 @@ class WhereOp(Operation):
     def vjp(self, g, out, condition, x, y):
         zero = g.new_zeros(())
         return [None, unbroadcast(g.where(condition, zero), x.shape), unbroadcast(zero.where(condition, g), y.shape)]
+
+
+def _masked_fill_jax(x, mask, value):
+    return jnp.where(mask, jnp.asarray(value).astype(x.dtype), x)
+
+
+def _masked_fill_np(x, mask, value):
+    """x where the mask is False, ``value`` (converted to x's dtype) where it is True."""
+    return np.where(mask, np.asarray(value).astype(x.dtype), x)
+
+
+@op(jax=_masked_fill_jax, numpy=_masked_fill_np)
+def masked_fill(x: Tensor, mask: Tensor, value: Scalar):
+    """x with ``value`` wherever the bool ``mask`` (broadcasting to x's shape) is True — e.g. -inf
+    at the masked positions of attention scores."""
+    need_numeric("masked_fill", x.dtype)
+    if not mask.dtype.is_bool:
+        raise DTypeError(f"masked_fill: got mask of dtype {mask.dtype.value}; expected bool (compare first, "
+                         f"e.g. x.greater(y))")
+    shape = broadcast_shapes("masked_fill", x.shape, mask.shape)
+    if tuple(shape) != tuple(x.shape):
+        raise ShapeError(f"masked_fill: got x shape {tuple(x.shape)} and mask shape {tuple(mask.shape)}; expected a "
+                         f"mask that broadcasts to x's shape (the result keeps x's shape)")
+    return x.shape, x.dtype
+
+
+@masked_fill.rule
+class MaskedFillOp(Operation):
+    """out = masked_fill(x, mask, value):  out_i = value where mask_i, else x_i.
+
+    Derivation: where the mask holds, out_i is the constant value (slope 0 in x_i); elsewhere it
+    is x_i (slope 1). The mask broadcasts to x's shape, so out has x's shape and nothing sums back:
+        grad_x = where(mask, 0, g);   the bool mask and the value get no gradient.
+    Saves: mask (an input), value.
+    """
+
+    __slots__ = ("value",)
+
+    def vjp(self, g, out, x, mask):
+        return [g.new_zeros(()).where(mask, g), None]
+
+
+def _one_hot_jax(index, n, dtype):
+    return (index.astype(jnp.int32)[..., None] == jnp.arange(n, dtype=jnp.int32)).astype(dtype.numpy)
+
+
+def _one_hot_np(index, n, dtype):
+    """out[..., k] = 1 where index == k, else 0 (positions compared in int64, exact for any index dtype)."""
+    return (index.astype(np.int64)[..., None] == np.arange(n)).astype(dtype.numpy)
+
+
+@op(jax=_one_hot_jax, numpy=_one_hot_np, value_check=index_values("index", 0, lambda ins, st: (
+    st["n"], f" for n={st['n']} classes")))
+def one_hot(index: Tensor, n: Int(min=1), dtype: DType = "float32"):
+    """``out[..., k] = 1`` where ``index == k`` and 0 elsewhere, of shape ``index.shape + (n,)`` and
+    ``dtype`` (float32 unless given); index values in [0, n). Not differentiable (an integer input)."""
+    need_int("one_hot", "index", index.dtype)
+    return tuple(index.shape) + (n,), dtype

@@ -1,12 +1,15 @@
-"""Matrix multiplication, 2-D and batched with broadcast batch dims."""
+"""Linear algebra: matrix multiplication (2-D and batched, broadcast batch dims) and einsum."""
 
 from __future__ import annotations
+
+import string
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..tensor.args import Tensor
+from ..tensor.args import Static, Tensor, Tensors
 from ..tensor.checks import broadcast_shapes, need_float, same_dtype
 from ..tensor.errors import ShapeError
 from ..tensor.registry import op
@@ -96,3 +99,198 @@ class LinearOp(Operation):
     def vjp(self, g, out, x, w):
         rows_g, rows_x = g.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1])
         return [(rows_g @ w).reshape(x.shape), swap_last(rows_g) @ rows_x]
+
+
+# -- einsum --------------------------------------------------------------------------------------
+_LETTERS = string.ascii_letters
+
+
+def _terms(spec: str) -> tuple[list[str], str]:
+    """A normalised spec (letters only, explicit output) split into its input and output subscripts."""
+    lhs, out = spec.split("->")
+    return lhs.split(","), out
+
+
+def letter_sizes(terms: list[str], shapes: list) -> dict[str, int]:
+    """The size of each letter over all operands: the one size other than 1 (size 1 broadcasts)."""
+    sizes: dict[str, int] = {}
+    for term, shape in zip(terms, shapes):
+        for c, n in zip(term, shape):
+            if sizes.get(c, 1) == 1:
+                sizes[c] = n
+    return sizes
+
+
+def _tokens(name: str, spec: str, term: str) -> list[str]:
+    """A term's letters in order, with '...' as one token."""
+    out, i = [], 0
+    while i < len(term):
+        if term.startswith("...", i):
+            out.append("...")
+            i += 3
+        elif term[i] in _LETTERS:
+            out.append(term[i])
+            i += 1
+        else:
+            raise ShapeError(f"{name}: got {term[i]!r} in spec {spec!r}; expected letters a-z A-Z, one ',' between "
+                             f"operands, '->' and '...'")
+    if out.count("...") > 1:
+        raise ShapeError(f"{name}: got {term!r} in spec {spec!r}; expected at most one '...' per operand")
+    return out
+
+
+def parse_einsum(spec: Any, shapes: list) -> tuple[str, tuple]:
+    """The spec with every '...' replaced by letters of its own (broadcast right-aligned, as
+    NumPy), the output made explicit (implicit: the letters used once, sorted, after '...'), and
+    the output shape. Checks the letters, ranks and sizes."""
+    name = "einsum"
+    if not isinstance(spec, str):
+        raise ShapeError(f"{name}: got spec {spec!r}; expected a string such as 'ij,jk->ik'")
+    if not shapes:
+        raise ShapeError(f"{name}: got spec {spec!r} and no tensors; expected at least one")
+    text = spec.replace(" ", "")
+    if text.count("->") > 1:
+        raise ShapeError(f"{name}: got spec {spec!r}; expected at most one '->'")
+    lhs, arrow, rhs = text.partition("->")
+    terms = [_tokens(name, spec, t) for t in lhs.split(",")]
+    if len(terms) != len(shapes):
+        raise ShapeError(f"{name}: spec {spec!r} names {len(terms)} operand(s); got {len(shapes)} tensor(s)")
+    ranks = []
+    for i, (term, shape) in enumerate(zip(terms, shapes)):
+        named = len(term) - term.count("...")
+        if len(shape) < named or ("..." not in term and len(shape) != named):
+            raise ShapeError(f"{name}: operand {i} has shape {tuple(shape)} (rank {len(shape)}), but "
+                             f"{''.join(term)!r} names {named} dim(s); expected one letter per dim (or '...')")
+        ranks.append(len(shape) - named if "..." in term else 0)
+    free = [c for c in _LETTERS if c not in text]
+    ellipsis = "".join(free[:max(ranks)])
+    if len(ellipsis) < max(ranks):
+        raise ShapeError(f"{name}: spec {spec!r} needs more than {len(_LETTERS)} letters")
+    ins = ["".join(ellipsis[len(ellipsis) - r:] if c == "..." else c for c in term) for term, r in zip(terms, ranks)]
+    if arrow:
+        out_terms = _tokens(name, spec, rhs)
+        if ellipsis and "..." not in out_terms:
+            raise ShapeError(f"{name}: got spec {spec!r}: the inputs' '...' covers dims but the output has no '...'; "
+                             f"expected '...' in the output too (or letters for the dims to sum)")
+        out = "".join(ellipsis if c == "..." else c for c in out_terms)
+        for c in out:
+            if out.count(c) > 1:
+                raise ShapeError(f"{name}: got spec {spec!r}: output letter {c!r} appears twice; expected each "
+                                 f"output letter once")
+            if not any(c in t for t in ins):
+                raise ShapeError(f"{name}: got spec {spec!r}: output letter {c!r} is in no input; expected "
+                                 f"output letters taken from the inputs")
+    else:
+        joined = "".join(ins)
+        out = ellipsis + "".join(sorted(c for c in set(joined) - set(ellipsis) if joined.count(c) == 1))
+    _check_sizes(spec, ins, shapes, ellipsis)
+    sizes = letter_sizes(ins, shapes)
+    return ",".join(ins) + "->" + out, tuple(sizes[c] for c in out)
+
+
+def _check_sizes(spec: str, ins: list[str], shapes: list, ellipsis: str) -> None:
+    seen: dict[str, tuple[int, int]] = {}    # letter -> (size other than 1, the operand it is from)
+    for i, (term, shape) in enumerate(zip(ins, shapes)):
+        for c, n in zip(term, shape):
+            what = "a '...' dim" if c in ellipsis else f"letter {c!r}"
+            sizes = [m for d, m in zip(term, shape) if d == c]
+            if len(set(sizes)) > 1:
+                raise ShapeError(f"einsum: {what} repeats in operand {i} (shape {tuple(shape)}) with sizes "
+                                 f"{sizes}; a repeated letter takes a diagonal, expected equal sizes")
+            if n != 1:
+                if c in seen and seen[c][0] != n:
+                    raise ShapeError(f"einsum: got spec {spec!r}: {what} has size {seen[c][0]} in operand "
+                                     f"{seen[c][1]} and size {n} in operand {i}; expected equal sizes (or 1, "
+                                     f"which broadcasts)")
+                seen[c] = (n, i)
+
+
+def _full(xs: list, spec: str, broadcast: Any) -> list:
+    """The operands with their size-1 dims broadcast to their letters' sizes."""
+    terms, _ = _terms(spec)
+    sizes = letter_sizes(terms, [x.shape for x in xs])
+    return [broadcast(x, tuple(sizes[c] for c in t)) for x, t in zip(xs, terms)]
+
+
+def _einsum_jax(xs, spec):
+    wide = jnp.float32 if xs[0].dtype in HALF else None
+    full = _full(xs, spec, jnp.broadcast_to)
+    return jnp.einsum(spec, *full, preferred_element_type=wide).astype(xs[0].dtype)
+
+
+def _einsum_np(xs, spec):
+    """np.einsum on the operands broadcast to their letters' sizes (half dtypes widened first)."""
+    return np.einsum(spec, *_full(xs, spec, np.broadcast_to), optimize=len(xs) > 2)
+
+
+@op(jax=_einsum_jax, numpy=in_float32(_einsum_np))
+def einsum(spec: Static, *xs: Tensors):
+    """Einstein summation, as NumPy's: ``einsum("ij,jk->ik", a, b)`` is a @ b. Each operand names its
+    dims with letters; letters left out of the output are summed; a letter repeated within one
+    operand takes its diagonal (``"ii->"`` is the trace); ``...`` stands for broadcast dims; without
+    ``->`` the output is the letters used once, sorted. Size-1 dims broadcast. Float dtypes, float32
+    accumulation for half dtypes."""
+    if not xs:
+        raise ShapeError(f"einsum: got spec {spec!r} and no tensors; expected at least one")
+    dtype = need_float("einsum", same_dtype("einsum", *(x.dtype for x in xs)))
+    normal, shape = parse_einsum(spec, [tuple(x.shape) for x in xs])
+    return shape, dtype, {"spec": normal}
+
+
+@einsum.rule
+class EinsumOp(Operation):
+    """out = einsum(spec, x₁, …, xₙ):  out[O] = Σ over the letters not in O of  Π_u x_u[S_u],
+    where S_u are the letters of operand u and O those of the output.
+
+    Derivation: out is linear in each operand. Fix t: ∂out[O]/∂x_t[S_t] = Π_{u≠t} x_u[S_u], so
+        ∂ℒ/∂x_t[S_t] = Σ over the letters not in S_t of  g[O] · Π_{u≠t} x_u[S_u]
+    — another einsum, of g and the other operands: g takes x_t's place, and S_t becomes the output
+    (the subscripts of g and x_t swap). For the spec ``ij,jk->ik`` (out = a @ b):
+        grad_a[i, j] = Σ_k g[i, k] · b[j, k]        grad_b[j, k] = Σ_i g[i, k] · a[i, j]
+    that is, grad_a is the einsum ``ik,jk->ij`` of g and b, which is g @ bᵀ, and grad_b the einsum
+    ``ik,ij->jk`` of g and a, which is aᵀ @ g. Three refinements. Letters of S_t that neither O nor
+    another operand holds (or holds only at size 1) were summed over in x_t alone: out does not
+    depend on where along them x_t's element sits, so the gradient is constant along them —
+    compute without them, then expand (for ``ij->i``: grad_x[i, j] = g[i]). A letter repeated in
+    S_t (``ii->i`` reads the diagonal) lets only diagonal elements reach out, so the gradient is
+    δ-masked: rename the repeat (i → p) and multiply by the identity I[i, p] inside the same
+    einsum (for ``ii->i`` the rule is the einsum ``i,ip->ip`` of g and I). A dim of size 1 in x_t
+    that broadcast to n was read n times: sum the gradient back over it.
+    Saves: spec and the operands (each operand's gradient reads the others).
+    """
+
+    __slots__ = ("spec",)
+    fuse = True
+
+    def vjp(self, g, out, *xs):
+        terms, o = _terms(self.spec)
+        sizes = letter_sizes(terms, [x.shape for x in xs])
+        return [_operand_grad(self.spec, terms, o, sizes, g, xs, t) for t in range(len(xs))]
+
+
+def _operand_grad(spec: str, terms: list[str], o: str, sizes: dict, g, xs, t: int):
+    """grad_x_t of EinsumOp (see its derivation)."""
+    spare = iter(c for c in _LETTERS if c not in spec)
+    target, subs, operands = "", [o], [g]
+    for u, (term, x) in enumerate(zip(terms, xs)):
+        if u != t:
+            subs.append(term)
+            operands.append(x)
+    for c in terms[t]:
+        if c in target:                                     # a repeat: a diagonal, masked by the identity
+            p = next(spare)
+            sizes = {**sizes, p: sizes[c]}
+            subs.append(c + p)
+            operands.append(g.new_tensor(np.eye(sizes[c]), g.dtype))
+            c = p
+        target += c
+    reached = set("".join(subs))
+    kept = "".join(c for c in target if c in reached)
+    grad = g if (kept == o and len(operands) == 1) else einsum(",".join(subs) + "->" + kept, *operands)
+    if kept != target:                                      # letters summed in x_t alone: constant along them
+        grad = grad.reshape(tuple(grad.shape[kept.index(c)] if c in reached else 1 for c in target))
+    full = tuple(sizes[c] for c in target)
+    if tuple(grad.shape) != full:                           # ... and letters of size 1 wherever else they are
+        grad = grad.expand(full)
+    summed = tuple(d for d, (c, n) in enumerate(zip(terms[t], xs[t].shape)) if n == 1 and sizes[c] != 1)
+    return grad.sum_dim(summed, True) if summed else grad

@@ -67,7 +67,9 @@ class OpDef:
             if not isinstance(p.annotation, Kind):
                 raise ArgumentError(f"op {self.name}: parameter {p.name!r} has no argument kind annotation")
         self._varargs = any(p.kind is p.VAR_POSITIONAL for p in self.params)
-        self.arity = len(self.params)
+        # How many positional arguments a call that needs no binding has; None for an op with *args
+        # (einsum(spec, x) must still gather x into its tuple of tensors).
+        self.arity = None if self._varargs else len(self.params)
         self._defaults = tuple(p.default for p in self.params)
         self.inputs = tuple(i for i, p in enumerate(self.params) if p.annotation.tensor)
         self.statics = tuple((i, p.name, p.annotation) for i, p in enumerate(self.params) if not p.annotation.tensor)

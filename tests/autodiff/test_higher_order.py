@@ -139,7 +139,8 @@ def test_scatter_add_rule_matches_jax_vjp():
 
 def test_every_gradient_kernel_is_recorded_only_when_differentiating_a_backward():
     kernels = sorted(name for name, d in REGISTRY.items() if not d.method)   # ops that are no Tensor method
-    assert kernels == ["avg_pool2d_grad", "conv2d_input_grad", "conv2d_kernel_grad", "max_pool2d_grad", "scatter_add"]
+    assert kernels == ["avg_pool2d_grad", "conv2d_input_grad", "conv2d_kernel_grad", "index_add", "max_pool2d_grad",
+                       "scatter_add", "slice_scatter"]
     assert all(REGISTRY[name].operation is not None for name in kernels)
     backend = autodiff.new(NumpyBackend())
     x = tensor.from_numpy(np.arange(12.0).reshape(1, 1, 3, 4), backend)

@@ -116,8 +116,8 @@ def _float32_inputs(name: str) -> tuple:
 def test_autodiff_records_ops_given_static_args_by_keyword(name: str) -> None:
     kwargs, tensors = _float32_inputs(name)
     backend = autodiff.new(BACKENDS["numpy"])
-    if name == "gather":
-        out = backend.gather(tensors[0], dim=kwargs["dim"], index=tensors[1])
+    if name in ("gather", "index_select"):     # (x, dim, index): the index tensor comes after the dim
+        out = getattr(backend, name)(tensors[0], dim=kwargs["dim"], index=tensors[1])
     elif name in ("cat", "stack"):
         out = getattr(backend, name)(tensors, dim=kwargs["dim"])
     else:
