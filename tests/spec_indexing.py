@@ -180,12 +180,12 @@ SPECS: tuple = (
                 "equal sizes (or 1, which broadcasts)"),
         E((3, 4), spec="ijk->i",
           match="einsum: operand 0 has shape (3, 4) (rank 2), but 'ijk' names 3 dim(s); expected one letter per dim"),
-        E((3, 4), (4,), spec="ij->i", match="einsum: spec 'ij->i' names 1 operand(s); got 2 tensor(s)"),
+        E((3, 4), (4,), spec="ij->i", match="einsum: got 2 tensor(s) for spec 'ij->i'; expected 1, one per operand it names"),
         E((3, 4), spec="ij->ii", match="einsum: got spec 'ij->ii': output letter 'i' appears twice"),
         E((3, 4), spec="ij->k", match="einsum: got spec 'ij->k': output letter 'k' is in no input"),
         E((3, 4), spec="i1->i", match="einsum: got '1' in spec 'i1->i'; expected letters a-z A-Z"),
         E((3, 4), spec="ii->i",
-          match="einsum: letter 'i' repeats in operand 0 (shape (3, 4)) with sizes [3, 4]; a repeated letter takes "
+          match="einsum: got letter 'i' repeated in operand 0 (shape (3, 4)) with sizes [3, 4]; a repeated letter takes "
                 "a diagonal, expected equal sizes"),
         E((2, 3), spec="...i->i", match="einsum: got spec '...i->i': the inputs' '...' covers dims but the output "
                                         "has no '...'"),

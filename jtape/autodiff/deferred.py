@@ -28,6 +28,7 @@ from collections import OrderedDict
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 from jax.core import Tracer
 
 from ..tensor.raw import Pending, RawTensor
@@ -35,6 +36,7 @@ from ..tensor.registry import REGISTRY, OpDef
 from .tape import GradientTape
 
 _new_pending = _new_node = tuple.__new__
+_ndarray = np.ndarray
 MAX_PENDING = 20_000      # flush anyway past this many pending ops (memory stays bounded)
 MAX_PROGRAMS = 32         # compiled programs kept per backend (least recently used dropped)
 MAX_SEEN = 1024           # structures remembered (a changing shape every step cannot grow this)
@@ -64,26 +66,55 @@ class Deferred:
         self.programs: OrderedDict = OrderedDict()
         self.seen: OrderedDict = OrderedDict()
         self.compiles = 0          # how many programs were compiled (tests read it: the cache is bounded)
+        # Pending values hold the program weakly: the program holds its ops' inputs, which hold
+        # their Pending values, so a strong reference back would make a cycle only gc could free.
+        self.ref = weakref.ref(self)
+
+    def __del__(self) -> None:
+        """The backend is being dropped: run what is still pending, so a tensor someone still holds
+        (a RawTensor kept without its Tensor) keeps its value. Usually nothing is pending."""
+        try:
+            if self.nodes:
+                self.flush()
+        except Exception:     # noqa: BLE001 — interpreter shutdown: nothing can use the values any more
+            pass
 
     def defer(self, op: OpDef, inputs: list, statics: dict, shape: Any, dtype: Any) -> RawTensor | None:
-        """Record a checked op to run later; its result holds a ``Pending`` value. None: the op must
-        run now — its inputs are jax tracers (a jax transformation is tracing jtape code)."""
+        """Record a checked op to run later; its result holds a ``Pending`` value. None: the op runs
+        now — its inputs are jax tracers (a jax transformation is tracing jtape code), or it makes
+        integers or bools from values that exist (an index reshaped, a mask), which stay concrete so
+        that the ops using them check their values at once."""
+        device, pending = self.device, False
         for x in inputs:
             for t in (x if x.__class__ is tuple else (x,)):
                 data = t.data
                 if data.__class__ is Pending:
-                    if not data.belongs_to(self):
+                    if data[0] is not self.ref:
                         t.value()                    # pending on another backend: run that first
+                    else:
+                        pending = True
                 elif isinstance(data, Tracer):
                     return None
-        out = RawTensor(None, shape, dtype, self.device)
+                elif t.device is not device or data.__class__ is _ndarray:
+                    self.inner.accepts(op.name, (t,))     # another backend's tensor: its BackendError
+        if not (pending or dtype.floating):
+            return None          # integer/bool results of known values (indices, masks) run now: checked now
+        if op.value_check is not None:
+            op.value_check(self, inputs, statics, op.name)     # index values known now are checked now
+        out = RawTensor(None, shape, dtype, device)
         ref = weakref.ref(out)
-        out.data = _new_pending(Pending, (self, ref))        # tuple.__new__: no Python call on this path
+        out.data = _new_pending(Pending, (self.ref, ref))    # tuple.__new__: no Python call on this path
         with self.lock:
             self.nodes.append(_new_node(Node, (op, inputs, statics, ref, shape, dtype)))
             if len(self.nodes) >= MAX_PENDING:
                 self.flush()
         return out
+
+    def check_index_range(self, op: str, what: str, index: RawTensor, size: int, detail: str) -> None:
+        """An index whose values exist is checked at once (the error comes from the line that caused
+        it, and nothing is recorded); a pending one is checked by the program that computes it."""
+        if index.data.__class__ is not Pending:
+            self.inner.check_index_range(op, what, index, size, detail)
 
     # -- flushes -----------------------------------------------------------------------------------
     def flush(self) -> None:
@@ -100,7 +131,8 @@ class Deferred:
         written by hand or a released tensor on the tape. With ``retain`` the tape's tensors keep
         their values (a later walk needs them)."""
         ops = tape.operations()
-        if not all(type(op).op is not None for op in ops) or any(x.released for op in ops for x in op.inputs()):
+        if (not all(type(op).op is not None for op in ops) or any(x.released for op in ops for x in op.inputs())
+                or not any(op.output() is seed_of for op in ops)):       # the op-by-op walk says why
             self.flush()
             return None
         with self.lock:

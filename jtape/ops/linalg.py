@@ -154,7 +154,8 @@ def parse_einsum(spec: Any, shapes: list) -> tuple[str, tuple]:
     lhs, arrow, rhs = text.partition("->")
     terms = [_tokens(name, spec, t) for t in lhs.split(",")]
     if len(terms) != len(shapes):
-        raise ShapeError(f"{name}: spec {spec!r} names {len(terms)} operand(s); got {len(shapes)} tensor(s)")
+        raise ShapeError(f"{name}: got {len(shapes)} tensor(s) for spec {spec!r}; expected {len(terms)}, one per operand it "
+                         f"names")
     ranks = []
     for i, (term, shape) in enumerate(zip(terms, shapes)):
         named = len(term) - term.count("...")
@@ -165,7 +166,7 @@ def parse_einsum(spec: Any, shapes: list) -> tuple[str, tuple]:
     free = [c for c in _LETTERS if c not in text]
     ellipsis = "".join(free[:max(ranks)])
     if len(ellipsis) < max(ranks):
-        raise ShapeError(f"{name}: spec {spec!r} needs more than {len(_LETTERS)} letters")
+        raise ShapeError(f"{name}: got spec {spec!r}, which needs more than {len(_LETTERS)} letters; expected fewer dims")
     ins = ["".join(ellipsis[len(ellipsis) - r:] if c == "..." else c for c in term) for term, r in zip(terms, ranks)]
     if arrow:
         out_terms = _tokens(name, spec, rhs)
@@ -195,7 +196,7 @@ def _check_sizes(spec: str, ins: list[str], shapes: list, ellipsis: str) -> None
             what = "a '...' dim" if c in ellipsis else f"letter {c!r}"
             sizes = [m for d, m in zip(term, shape) if d == c]
             if len(set(sizes)) > 1:
-                raise ShapeError(f"einsum: {what} repeats in operand {i} (shape {tuple(shape)}) with sizes "
+                raise ShapeError(f"einsum: got {what} repeated in operand {i} (shape {tuple(shape)}) with sizes "
                                  f"{sizes}; a repeated letter takes a diagonal, expected equal sizes")
             if n != 1:
                 if c in seen and seen[c][0] != n:

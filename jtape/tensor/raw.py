@@ -95,23 +95,25 @@ class RawTensor:
 class Pending(tuple):
     """The value of a tensor whose op was recorded but has not run yet (deferred eager mode, see
     ``jtape.autodiff.deferred``): reading it (``RawTensor.value()``, NumPy's ``__array__``, jax's
-    ``__jax_array__``) runs the pending ops first. It is the pair (program, weakref to its own
-    tensor): the program holds the pending op and that op's inputs, the tensor is held weakly, so
-    nothing makes a reference cycle. (A tuple, so making one runs no Python code: it is made for
-    every deferred op.)"""
+    ``__jax_array__``) runs the pending ops first. It is the pair (weakref to the program, weakref
+    to its own tensor): the program holds the pending op and that op's inputs, which hold their
+    Pending values, so both are held weakly and nothing makes a reference cycle (a dropped backend
+    runs what is still pending first). A tuple, so making one runs no Python code: it is made for
+    every deferred op."""
 
     __slots__ = ()
 
     def value(self) -> Any:
-        program, owner = self[0], self[1]()
-        program.flush()
+        program, owner = self[0](), self[1]()
+        if program is not None:
+            program.flush()
         if owner is None or owner.data is self:
             raise TapeError("a deferred tensor's value was asked for, but its pending op did not run")
         return owner.data
 
     def belongs_to(self, program: Any) -> bool:
         """Is this value pending in ``program``?"""
-        return self[0] is program
+        return self[0]() is program
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         a = np.asarray(self.value())

@@ -10,13 +10,13 @@ The names are the ``Backend`` protocol's (``jtape.tensor.Backend``), the public 
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 import pytest
 from spec import SPECS, OpSpec, Sample, grad_indices
 
 from jtape import autodiff, tensor
+from jtape.tensor.args import Tensors
+from jtape.tensor.registry import REGISTRY
 
 from .support import (
     BACKEND_NAMES,
@@ -33,21 +33,29 @@ from .support import (
 SAMPLES_PER_OP = 2   # each op's first samples (the table lists its most representative first)
 
 
-def _positional(spec: OpSpec, tensors: list, kwargs: dict) -> list | None:
-    """The op's arguments in the protocol's order, as the spec's own call passes them."""
-    if spec.name == "transpose":
-        return None                               # transpose(t, *axes): axes cannot be keywords
-    if spec.name == "gather":
-        return [tensors[0], kwargs["dim"], tensors[1]]
-    if spec.name == "cat":
-        return [list(tensors), kwargs["dim"]]
-    return [*tensors, *kwargs.values()]
-
-
-def _named(spec: OpSpec, tensors: list, kwargs: dict) -> list[tuple[str, object]]:
-    """(name, value) of each argument, in the signature's order."""
-    bound = inspect.signature(getattr(tensor.Backend, spec.name)).bind(None, *_positional(spec, tensors, kwargs))
-    return [(k, v) for k, v in bound.arguments.items() if k != "self"]
+def _named(spec: OpSpec, tensors: list, kwargs: dict) -> list[tuple[str, object]] | None:
+    """(name, value) of each argument, in the signature's order: the tensors fill the tensor
+    parameters in order (a sequence parameter takes them all), the sample's kwargs the rest. None
+    for an op with ``*args`` (transpose's axes, einsum's tensors cannot be keywords) or a sample
+    whose arguments do not map onto the signature."""
+    if spec.name not in REGISTRY:
+        return None
+    params = REGISTRY[spec.name].params
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return None
+    named, left, used = [], list(tensors), 0
+    for p in params:
+        if p.annotation is Tensors:
+            named.append((p.name, list(left)))
+            left = []
+        elif p.annotation.tensor:
+            if not left:
+                return None
+            named.append((p.name, left.pop(0)))
+        elif p.name in kwargs:
+            named.append((p.name, kwargs[p.name]))
+            used += 1
+    return named if not left and used == len(kwargs) else None
 
 
 def keyword_call(spec: OpSpec, backend, tensors: list, kwargs: dict):
@@ -62,12 +70,13 @@ def _dtype(spec: OpSpec) -> str:
 def _cases(differentiable: bool) -> list:
     out = []
     for spec in SPECS:
-        if spec.name == "transpose" or (differentiable and not spec.grad):
+        if differentiable and not spec.grad:
             continue
         dtype = _dtype(spec)
         samples = [s for s in spec.samples_for(dtype) if s.grad or not differentiable]
         for sample in samples[:SAMPLES_PER_OP]:
-            if len(_named(spec, sample.shapes, sample.kwargs)) < 2:
+            named = _named(spec, sample.shapes, sample.kwargs)
+            if named is None or len(named) < 2:
                 break                             # one argument: no order to get wrong
             case = Case(spec, sample, dtype)
             out.append(pytest.param(case, id=case.id))
@@ -111,20 +120,23 @@ def test_keyword_call_on_autodiff_gives_the_reference_values_and_gradients(case:
 
 
 # -- Tensor methods with two or more static arguments, keywords reversed ----------------------------------------
-TENSOR_CALLS = {
-    "conv2d": lambda t, k, s: t.conv2d(padding=s.kwargs["padding"], stride=s.kwargs["stride"], kernel=k),
-    "max_pool2d": lambda t, s: t.max_pool2d(stride=s.kwargs.get("stride"), kernel_size=s.kwargs["kernel_size"]),
-    "sum_dim": lambda t, s: t.sum_dim(keep_dim=s.kwargs["keep_dim"], dim=s.kwargs["dim"]),
-    "mean_dim": lambda t, s: t.mean_dim(keep_dim=s.kwargs["keep_dim"], dim=s.kwargs["dim"]),
-    "chunk": lambda t, s: t.chunk(dim=s.kwargs["dim"], n=s.kwargs["n"]),
-    "gather": lambda t, i, s: t.gather(index=i, dim=s.kwargs["dim"]),
-}
+# The ops called as Tensor methods: every argument after the tensor itself by keyword, reversed.
+TENSOR_CALLS = ("conv2d", "max_pool2d", "avg_pool2d", "sum_dim", "mean_dim", "chunk", "gather", "index_select",
+                "narrow", "clamp", "logsumexp", "cumsum", "pad")
+
+
+def _tensor_call(spec: OpSpec, ts: list, sample: Sample):
+    named = _named(spec, ts, sample.kwargs)
+    assert named is not None and named[0][1] is ts[0], f"{spec.name}: the tensor is not its first argument"
+    kwargs = {("keepdim" if k == "keep_dim" else k): v for k, v in named[1:][::-1]}   # the Tensor spelling
+    return getattr(ts[0], spec.name)(**kwargs)
 
 
 def _tensor_cases() -> list:
     by_name = {s.name: s for s in SPECS}
     return [pytest.param(Case(by_name[n], sample, "float32"), id=Case(by_name[n], sample, "float32").id)
-            for n in TENSOR_CALLS for sample in by_name[n].samples[:SAMPLES_PER_OP]]
+            for n in TENSOR_CALLS for sample in by_name[n].samples[:SAMPLES_PER_OP]
+            if len(_named(by_name[n], sample.shapes, sample.kwargs) or ()) >= 3]
 
 
 @pytest.mark.parametrize("inner_name", BACKEND_NAMES)
@@ -133,5 +145,5 @@ def test_tensor_methods_take_keywords_in_any_order(case: Case, inner_name: str) 
     backend = autodiff.new(BACKENDS[inner_name])
     ts = [tensor.from_numpy(a, backend) for a in inputs(case)]
     sample: Sample = case.sample
-    out = TENSOR_CALLS[case.spec.name](*ts, sample)
+    out = _tensor_call(case.spec, ts, sample)
     _check_outputs(case, [o.raw() for o in (out if isinstance(out, list) else [out])], f"Tensor on {inner_name}")

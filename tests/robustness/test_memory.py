@@ -48,11 +48,13 @@ def _program(backend):
 
 
 def _weakrefs_to_intermediates(tape):
-    """Weak references to every recorded op, every op's output, and the array each output holds."""
+    """Weak references to every recorded op, every op's output, and the array each output holds
+    (in deferred mode, reading the first value runs the pending ops: every output on the tape gets
+    its array)."""
     refs = []
     for op in tape.operations():
         out = op.output()
-        refs += [weakref.ref(op), weakref.ref(out), weakref.ref(out.data)]
+        refs += [weakref.ref(op), weakref.ref(out), weakref.ref(out.value())]
     return refs
 
 
@@ -108,6 +110,26 @@ def test_saved_arrays_are_released_by_the_documented_policy(inner):
         assert _alive(ops) == 0
         del grads
         assert _alive(refs) == 0
+
+
+def test_a_deferred_graph_dropped_before_it_ran_is_freed_without_gc():
+    """Deferred mode: pending ops hold their inputs, whose pending values point back at the program
+    only weakly — dropping the backend frees the unrun graph by reference counting alone."""
+    with _NoGC():
+        backend = autodiff.new(JaxBackend("cpu"), defer=True)
+        x, w, loss = _program(backend)
+        assert loss.raw().data.__class__.__name__ == "Pending"
+        refs = [weakref.ref(op.output()) for op in backend.tape().operations()] + [weakref.ref(backend.tape())]
+        del backend, loss, x, w
+        assert _alive(refs) == 0
+
+
+def test_a_pending_tensor_kept_without_its_backend_still_has_its_value():
+    backend = autodiff.new(JaxBackend("cpu"), defer=True)
+    x = tensor.from_numpy(np.array([1.0, 2.0], np.float32), backend)
+    kept = (x * 3.0).raw()
+    del backend, x                       # the program runs what is pending as it goes
+    np.testing.assert_array_equal(np.asarray(kept.value()), [3.0, 6.0])
 
 
 # -- backward twice ------------------------------------------------------------------------------------
