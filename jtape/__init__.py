@@ -14,8 +14,11 @@ from . import autodiff, backends, distributed, nn, ops, optim, tensor
 from .autodiff import AutodiffBackend, GradientTape, jit, no_grad
 from .backends import JaxBackend
 from .tensor import DataType, Device, RawTensor, Shape, Tensor
+from .tensor.defaults import default_backend, set_default_backend, set_factory
+
+set_factory(lambda: autodiff.new(JaxBackend()))
 
 __version__ = "0.1.0"
 
 __all__ = ["AutodiffBackend", "DataType", "Device", "GradientTape", "JaxBackend", "RawTensor", "Shape", "Tensor",
-           "autodiff", "backends", "distributed", "jit", "nn", "no_grad", "ops", "optim", "tensor", "__version__"]
+           "autodiff", "backends", "default_backend", "distributed", "jit", "nn", "no_grad", "ops", "optim", "set_default_backend", "tensor", "__version__"]

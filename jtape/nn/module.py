@@ -48,6 +48,33 @@ class Parameter(Tensor):
         return "Parameter" + super().__repr__()[len("Tensor"):]
 
 
+class Buffer(Tensor):
+    """Non-trainable state of a Module (a BatchNorm's running mean, a step counter): saved in
+    ``state_dict``, carried through ``jtape.jit`` like a Parameter, never given to an optimizer and
+    never differentiated. Made by ``Module.register_buffer``; updated by swapping in new values
+    with ``assign`` (as a Parameter is), never by writing into the old array."""
+
+    __slots__ = ()
+
+    def __init__(self, data: Tensor | RawTensor, backend: Any = None):
+        if isinstance(data, Tensor):
+            raw, backend = data.raw(), data.backend if backend is None else backend
+        else:
+            raw = data
+        if backend is None:
+            raise ArgumentError("Buffer: got a RawTensor without a backend; expected Buffer(tensor) or "
+                                "Buffer(raw, backend)")
+        raw.requires_grad = False
+        super().__init__(raw, backend)
+
+    def assign(self, value: Any) -> None:
+        super().assign(value)
+        self.raw().requires_grad = False
+
+    def __repr__(self) -> str:
+        return "Buffer" + super().__repr__()[len("Tensor"):]
+
+
 class Module:
     """Base class of layers and models: subclass it, set Parameters and sub-Modules as attributes
     in ``__init__`` and write ``forward``; ``model(x)`` calls ``model.forward(x)``.
@@ -101,6 +128,36 @@ class Module:
                 yield prefix + name, value
         for name, child in self.named_children():
             yield from child._walk_parameters(f"{prefix}{name}.")
+
+    def register_buffer(self, name: str, value: Tensor | None) -> Buffer | None:
+        """Keep ``value`` as the non-trainable state ``self.<name>`` (a ``Buffer``: in ``state_dict``,
+        carried through ``jtape.jit``, not a parameter); returns it."""
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ArgumentError(f"register_buffer: got name {name!r}; expected a Python identifier")
+        if value is not None and not isinstance(value, Tensor):
+            raise ArgumentError(f"register_buffer: got a {type(value).__name__} for {name!r}; expected a Tensor "
+                                f"(or None)")
+        buffer = None if value is None else Buffer(value)
+        setattr(self, name, buffer)
+        return buffer
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Buffer]]:
+        """Every Buffer of this module and its sub-modules, with dotted names; each shared one once."""
+        seen: set[int] = set()
+        for name, b in self._walk(prefix, Buffer):
+            if id(b) not in seen:
+                seen.add(id(b))
+                yield name, b
+
+    def buffers(self) -> list[Buffer]:
+        return [b for _, b in self.named_buffers()]
+
+    def _walk(self, prefix: str, kind: type) -> Iterator[tuple[str, Any]]:
+        for name, value in vars(self).items():
+            if isinstance(value, kind):
+                yield prefix + name, value
+        for name, child in self.named_children():
+            yield from child._walk(f"{prefix}{name}.", kind)
 
     def parameters(self) -> list[Parameter]:
         """The Parameters to hand to an optimizer: ``SGD(model.parameters(), lr=0.1)``."""
