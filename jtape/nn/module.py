@@ -92,7 +92,19 @@ class Module:
         if args and not isinstance(args[0], Tensor):  # (a loss's targets, args[1:], may be arrays)
             raise ArgumentError(f"{type(self).__name__}: got a {type(args[0]).__name__} as input; expected a Tensor "
                                 f"(make one on the model's backend: tensor.from_numpy(x, backend))")
+        if not self.__dict__.get("_jtape_named"):
+            self._name_tensors()
         return self.forward(*args, **kwargs)
+
+    def _name_tensors(self) -> None:
+        """Label each parameter and buffer with its module path (``fc1.weight``) for tape tables,
+        drawings and traces — once, at the first call; a label the user gave is kept (a label a
+        sub-module gave itself, the end of this path, is replaced by the full path)."""
+        for name, t in (*self.named_parameters(), *self.named_buffers()):
+            raw = t.raw()
+            if raw.name is None or name.endswith("." + raw.name):
+                raw.name = name
+        self._jtape_named = True
 
     # -- the tree of modules and parameters --------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:

@@ -21,6 +21,8 @@ from jax import lax
 
 from jtape import tensor
 
+from .oracle_programs_new import NEW_OPS
+
 BATCHES = (1, 2, 3)                              # N: C = (N, 3, 4, 4)
 PERMS = list(itertools.permutations(range(4)))
 
@@ -132,6 +134,7 @@ OPS = {
     "cast": ("cast", lambda a, b, p, e: a.cast("float32").tanh().cast("float64"),
              lambda a, b, p, e: jnp.tanh(a.astype(jnp.float32)).astype(jnp.float64)),
 }
+OPS.update(NEW_OPS)                              # the second round's ops (oracle_programs_new.py)
 FAMILIES = sorted({family for family, _, _ in OPS.values()})
 
 

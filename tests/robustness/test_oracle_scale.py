@@ -111,4 +111,5 @@ def test_one_program_with_every_op_matches_jax_grad(inner_name):
     check_program(inner_name, program, data_seed=3, count=False)
     assert {OPS[name][0] for name, *_ in program} == set(FAMILIES) == {
         "arithmetic", "scalar", "unary", "activation", "matmul", "conv", "loss", "reduction", "shape",
-        "indexing", "cast"}
+        "indexing", "cast", "powers", "piecewise", "unary2", "activation2", "reduction2", "layout", "indexing2",
+        "einsum", "conv2"}
