@@ -37,8 +37,8 @@ python3 -c "import jax, sys; sys.exit(0 if jax.devices()[0].platform == 'gpu' el
 echo "## Oracle tests on the GPU (float32 and float64, JaxBackend only)"
 # pytest-xdist, where installed, spreads the compiles over the host's cores (the GPU is shared).
 par=$(python3 -c "import xdist" 2>/dev/null && echo "-n 8" || echo "")
-timeout 200 python3 -m pytest tests/ops/test_forward.py tests/ops/test_gradients.py tests/autodiff/test_tape.py tests/autodiff/test_born_faults.py tests/autodiff/test_random_programs.py tests/autodiff/test_compiled.py tests/autodiff/test_jit.py $par \
-  -q -p no:cacheprovider -k "not numpy and not float16 and not bfloat16" 2>&1 | tee "$out/tests.log" | tail -n 15
+timeout 200 python3 -m pytest tests/ops/test_forward.py tests/ops/test_gradients.py tests/autodiff/test_tape.py tests/autodiff/test_born_faults.py tests/autodiff/test_random_programs.py tests/autodiff/test_compiled.py tests/autodiff/test_jit.py tests/examples/test_examples.py::test_digits_cnn_on_gpu $par \
+  -q -p no:cacheprovider -m "not torch" -k "not numpy and not float16 and not bfloat16" 2>&1 | tee "$out/tests.log" | tail -n 15
 tests_rc=${PIPESTATUS[0]}
 
 echo "## Benchmarks on the GPU"

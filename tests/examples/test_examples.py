@@ -117,7 +117,8 @@ def test_digits_mlp_reaches_about_98_percent(load, tmp_path):
     check_digits_run(metrics, tmp_path, 20, min_accuracy=0.97)
 
 
-@pytest.mark.skipif(not has_gpu(), reason="no GPU")
+@pytest.mark.gpu            # deselected by default; benchmarks/gpu_check.sh runs it (pytest -m gpu)
 def test_digits_cnn_on_gpu(load, tmp_path):
+    assert has_gpu(), "test_digits_cnn_on_gpu: jax sees no GPU; expected to run on a GPU machine (gpu_check.sh)"
     metrics = load("digits_cnn").main(["--device", "gpu", "--epochs", "2", "--out", str(tmp_path), "--quiet"])
     check_digits_run(metrics, tmp_path, 2, min_accuracy=0.8)

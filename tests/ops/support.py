@@ -45,13 +45,24 @@ class Case:
         return self.sample.kwargs
 
 
+# The default run (README) checks every op in every dtype family; the wide duplicates of a family
+# (float64 and int64 forwards, half-precision gradients) are marked slow: CI runs them too.
+SLOW_FORWARD = ("float64", "int64")
+SLOW_GRADIENT = ("float16", "bfloat16")
+
+
+def _cases(slow: tuple) -> list:
+    return [pytest.param(case, id=case.id, marks=(pytest.mark.slow,) if case.dtype in slow else ())
+            for spec in SPECS for dtype in spec.dtypes for sample in spec.samples_for(dtype)
+            for case in [Case(spec, sample, dtype)]]
+
+
 def forward_cases() -> list:
-    return [pytest.param(Case(spec, sample, dtype), id=Case(spec, sample, dtype).id)
-            for spec in SPECS for dtype in spec.dtypes for sample in spec.samples_for(dtype)]
+    return _cases(SLOW_FORWARD)
 
 
 def gradient_cases(dtypes: tuple = FLOATS) -> list:
-    return [p for p in forward_cases()
+    return [p for p in _cases(SLOW_GRADIENT)
             if p.values[0].spec.grad and p.values[0].dtype in dtypes and p.values[0].sample.grad]
 
 

@@ -42,6 +42,7 @@ def test_forward_matches_reference(case: Case, backend_name: str) -> None:
         assert_close(np.asarray(out.data), val, out.dtype.value, what)
 
 
+@pytest.mark.slow          # each backend already matches the reference (above); CI runs this too
 @pytest.mark.parametrize("case", CASES)
 def test_backends_agree(case: Case) -> None:
     jax_outs, numpy_outs = run(case, "jax"), run(case, "numpy")
