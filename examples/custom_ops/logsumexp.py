@@ -53,9 +53,9 @@ class LogSumExpOp(Operation):
 
 @autodiff.custom_op(LogSumExpOp)
 def logsumexp(backend, x, dim=-1, keep_dim=False):
-    """log Σ exp(x) along ``dim``, shifted by the max (found with argmax + gather) so exp cannot overflow."""
+    """log Σ exp(x) along ``dim``, shifted by the max (``amax``) so exp cannot overflow."""
     d = dim + len(x.shape) if dim < 0 else dim
-    m = backend.gather(x, d, backend.unsqueeze(backend.argmax(x, d), d))      # the max, dim kept
+    m = backend.amax(x, d, True)                                              # the max, dim kept
     total = backend.sum_dim(backend.exp(backend.sub(x, m)), d, True)
     out = backend.add(m, backend.log(total))
     return out if keep_dim else backend.squeeze(out, d)

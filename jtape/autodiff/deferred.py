@@ -110,6 +110,13 @@ class Deferred:
                 self.flush()
         return out
 
+    def copy(self, raw: RawTensor) -> RawTensor:
+        """A pending copy of a pending tensor (``Tensor.detach``): an identity reshape, which XLA
+        drops inside the program."""
+        shape = raw.shape
+        out = self.defer(REGISTRY["reshape"], [raw], {"shape": tuple(shape)}, shape, raw.dtype)
+        return out if out is not None else RawTensor(raw.value(), shape, raw.dtype, raw.device)
+
     def check_index_range(self, op: str, what: str, index: RawTensor, size: int, detail: str) -> None:
         """An index whose values exist is checked at once (the error comes from the line that caused
         it, and nothing is recorded); a pending one is checked by the program that computes it."""

@@ -111,6 +111,15 @@ class Pending(tuple):
             raise TapeError("a deferred tensor's value was asked for, but its pending op did not run")
         return owner.data
 
+    def copy(self, owner: "RawTensor") -> "RawTensor":
+        """A new RawTensor with ``owner``'s value, itself pending in the same program (``detach``).
+        Sharing this Pending instead would leave the copy without a value: the program sets the
+        value of the one tensor its op made."""
+        program = self[0]()
+        if program is None:
+            return RawTensor(owner.value(), owner.shape, owner.dtype, owner.device)
+        return program.copy(owner)
+
     def belongs_to(self, program: Any) -> bool:
         """Is this value pending in ``program``?"""
         return self[0]() is program

@@ -20,7 +20,7 @@ from .errors import ArgumentError, DTypeError, ShapeError, TapeError
 from .indexing import TensorIndexing
 from .methods import TensorMethods
 from .operators import TensorOperators
-from .raw import HookHandle, RawTensor, check_gradient
+from .raw import HookHandle, Pending, RawTensor, check_gradient
 from .shape import Device, Shape
 
 
@@ -186,7 +186,11 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
 
     def detach(self) -> "Tensor":
         """The same values as a new constant leaf: no recorded op produced it, no gradient flows to it."""
-        raw = RawTensor(self._raw.data, self.shape, self.dtype, self.device)
+        data = self._raw.data
+        if data.__class__ is Pending:            # deferred: a pending copy (one value has one owner)
+            raw = data.copy(self._raw)
+        else:
+            raw = RawTensor(data, self.shape, self.dtype, self.device)
         raw.requires_grad = False
         return Tensor(raw, self.backend)
 
