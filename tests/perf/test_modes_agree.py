@@ -135,13 +135,13 @@ def test_changing_shapes_keep_the_cache_bounded(monkeypatch):
     model, opt = _small_model(backend)
     rng = np.random.default_rng(0)
     cache = backend._deferred
-    for n in range(1, 6):             # every batch size twice: each structure is seen, then compiled
+    for n in range(1, 5):             # every batch size twice: each structure is seen, then compiled
         for _ in range(2):
             _step_on(backend, model, opt, n, rng)
             assert len(cache.programs) <= 2, f"programs: got {len(cache.programs)}; expected <= 2"
             assert len(cache.seen) <= 3, f"structures remembered: got {len(cache.seen)}; expected <= 3"
-    assert cache.compiles >= 5          # the shapes did change: one compile per batch size at least
+    assert cache.compiles >= 4          # the shapes did change: one compile per batch size at least
     assert len(cache.programs) == 2 and len(cache.seen) == 3          # full, and old entries were dropped
     before = cache.compiles
-    _step_on(backend, model, opt, 5, rng)        # the most recent structure is still cached
+    _step_on(backend, model, opt, 4, rng)        # the most recent structure is still cached
     assert cache.compiles == before
