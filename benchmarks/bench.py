@@ -7,6 +7,11 @@ interleaved (one sample of each in turn), warm-up excluded, and the ratios are p
     python benchmarks/bench.py                          # everything, CPU
     python benchmarks/bench.py --workloads MLP chain --repeats 20 --json out.json --markdown out.md
     python benchmarks/bench.py --device gpu
+    python benchmarks/bench.py --workloads CNN --variants "jtape eager" "torch eager"
+
+Variants: "jtape eager" (deferred, the default), "jtape op-by-op" (defer=False), "jtape compiled"
+(jtape.jit), "jtape eager raw" / "jtape op-by-op raw" (MLPs: tensor ops and a hand-written SGD
+update, no nn/optim), "jax.jit(value_and_grad)" (the baseline of every ratio) and "torch eager".
 
 torch is optional (`pip install -e '.[bench]'` installs torch==2.13.0); without it its column is
 left out. Times are per training step; "first call" includes tracing and compiling; "peak MB" is
@@ -24,15 +29,15 @@ import platform
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workloads import WORKLOADS, build  # noqa: E402
+from workloads import WORKLOADS, build
 
 BASE = "jax.jit(value_and_grad)"
 
@@ -73,14 +78,15 @@ def _compiled_peak(lower: Callable) -> float | None:
         m = lower().compile().memory_analysis()
         total = m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes
         return total / 2**20
-    except Exception:  # memory_analysis is not available on every platform
+    except Exception:  # noqa: BLE001 — memory_analysis is not available on every platform
         return None
 
 
-def run_workload(name: str, device: str, repeats: int, torch: bool) -> dict:
+def run_workload(name: str, device: str, repeats: int, torch: bool, only: list[str] | None = None) -> dict:
     variants = build(name, device)
     lowers = {k[len("_lower "):]: v for k, v in variants.items() if k.startswith("_lower ")}
-    variants = {k: v for k, v in variants.items() if not k.startswith("_") and (torch or not k.startswith("torch"))}
+    variants = {k: v for k, v in variants.items() if not k.startswith("_") and (torch or not k.startswith("torch"))
+                and (only is None or k in only or k == BASE)}
     result: dict = {"workload": name, "variants": {}}
     for vname, fn in variants.items():
         start = time.perf_counter()
@@ -124,11 +130,12 @@ def run_workload(name: str, device: str, repeats: int, torch: bool) -> dict:
 
 
 def recording_overhead(device: str, repeats: int) -> dict:
-    """One recorded op on AutodiffBackend(JaxBackend) vs the same op on JaxBackend vs a raw jitted call."""
+    """One recorded op on the op-by-op path (AutodiffBackend(JaxBackend, defer=False)) vs the same op on
+    JaxBackend vs a raw jitted call. (Deferred, recording only records: the op runs later, in a program.)"""
     from jtape import autodiff
     from jtape.backends import JaxBackend
     inner = JaxBackend(device)
-    backend = autodiff.new(inner)
+    backend = autodiff.new(inner, defer=False)
     a = inner.from_numpy(np.ones((64,), np.float32))
     b = inner.from_numpy(np.ones((64,), np.float32))
     raw = jax.jit(jnp.add)
@@ -180,8 +187,10 @@ def fmt(v, scale=1e3, digits=3):
 
 
 def to_markdown(report: dict) -> str:
-    lines = [f"Device: {report['device_name']} · jax {report['jax']} · torch {report.get('torch') or 'not installed'} · "
-             f"{report['date']}", ""]
+    lines = [(f"Device: {report['device_name']} · jax {report['jax']} · torch {report.get('torch') or 'not installed'} "
+              f"(threads: {report.get('torch_threads') or 'default'}) · {report['date']} · load average at start "
+              f"{', '.join(f'{x:.1f}' for x in report.get('load_average', ()))} · {report.get('repeats')} interleaved "
+              "samples per variant"), ""]
     lines += ["| workload | variant | median ms | p25–p75 ms | first call s | peak MB | × jax.jit | × torch |",
               "|---|---|---|---|---|---|---|---|"]
     for w in report["workloads"]:
@@ -191,13 +200,13 @@ def to_markdown(report: dict) -> str:
                          f"{fmt(e['vs_torch'], 1)} |")
     if "recording" in report:
         r = report["recording"]
-        lines += ["", f"Recording one op: {fmt(r['recorded op']['median'], 1e6)} µs vs a raw jitted call "
+        lines += ["", (f"Recording one op: {fmt(r['recorded op']['median'], 1e6)} µs vs a raw jitted call "
                       f"{fmt(r['raw jitted call']['median'], 1e6)} µs (JaxBackend op "
-                      f"{fmt(r['JaxBackend op']['median'], 1e6)} µs): ratio {r['ratio recorded/raw']:.2f}."]
+                      f"{fmt(r['JaxBackend op']['median'], 1e6)} µs): ratio {r['ratio recorded/raw']:.2f}.")]
     if "scaling" in report:
         s = report["scaling"]
-        lines += ["", f"Backward of a 10⁵-op chain: {s['100000']:.2f} s; 5·10⁴: {s['50000']:.2f} s; "
-                      f"ratio {s['ratio']:.2f} (linear = 2)."]
+        lines += ["", (f"Backward of a 10⁵-op chain: {s['100000']:.2f} s; 5·10⁴: {s['50000']:.2f} s; "
+                      f"ratio {s['ratio']:.2f} (linear = 2).")]
     return "\n".join(lines) + "\n"
 
 
@@ -207,6 +216,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="cpu", help="cpu or gpu")
     parser.add_argument("--repeats", type=int, default=20, help="interleaved samples per variant")
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--variants", nargs="+", help="run only these variants (and the jax.jit baseline)")
+    parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads (on a CPU shared with other work, "
+                        "torch's OpenMP threads can wait on each other for ~100x the step: 1 avoids it)")
+    parser.add_argument("--no-scaling", action="store_true", help="skip the 10⁵-op backward scaling run")
     parser.add_argument("--skip-extras", action="store_true", help="skip recording overhead and backward scaling")
     parser.add_argument("--json", help="write the full report as JSON here")
     parser.add_argument("--markdown", help="write the table as markdown here")
@@ -214,30 +227,36 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         import torch
         torch_version = torch.__version__
+        if args.torch_threads:
+            torch.set_num_threads(args.torch_threads)
     except ImportError:
         torch_version = None
     dev = jax.devices(args.device)[0]
     report: dict = {"device": args.device, "device_name": f"{dev.device_kind} ({platform.machine()}, "
                     f"{__import__('os').cpu_count()} cpus)", "jax": jax.__version__, "torch": torch_version,
-                    "date": time.strftime("%Y-%m-%d"), "workloads": []}
+                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "torch_threads": args.torch_threads,
+                    "load_average": __import__("os").getloadavg(), "repeats": args.repeats, "workloads": []}
     for name in args.workloads:
         print(f"== {name}", flush=True)
-        res = run_workload(name, args.device, args.repeats, torch=not args.no_torch and torch_version is not None)
+        res = run_workload(name, args.device, args.repeats, torch=not args.no_torch and torch_version is not None,
+                           only=args.variants)
         report["workloads"].append(res)
         for vname, e in res["variants"].items():
             print(f"   {vname:26s} {fmt(e['median']):>8s} ms  (p25 {fmt(e['p25'])}, p75 {fmt(e['p75'])}; first call "
                   f"{e['first_call_s']:.2f} s; peak {fmt(e['peak_mb'], 1, 4)} MB)", flush=True)
     if not args.skip_extras:
         report["recording"] = recording_overhead(args.device, max(3, args.repeats // 4))
-        report["scaling"] = {str(k): v for k, v in backward_scaling(args.device).items()}
+        if not args.no_scaling:
+            report["scaling"] = {str(k): v for k, v in backward_scaling(args.device).items()}
     print("\n## Ratios (median step time; lower is better)")
     for w in report["workloads"]:
         for vname, e in w["variants"].items():
             if vname.startswith("jtape"):
-                print(f"   {w['workload']:8s} {vname:15s} {fmt(e['vs_jax_jit'], 1):>6s}× jax.jit   "
+                print(f"   {w['workload']:8s} {vname:22s} {fmt(e['vs_jax_jit'], 1):>6s}× jax.jit   "
                       f"{fmt(e['vs_torch'], 1):>6s}× torch eager")
     if "recording" in report:
-        print(f"   recording one op: {report['recording']['ratio recorded/raw']:.2f}× a raw jitted call")
+        print(f"   recording one op (op by op): {report['recording']['ratio recorded/raw']:.2f}× a raw jitted call")
+    if "scaling" in report:
         print(f"   backward 10⁵ vs 5·10⁴ ops: {report['scaling']['ratio']:.2f}×")
     md = to_markdown(report)
     if args.markdown:

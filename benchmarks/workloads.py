@@ -4,16 +4,24 @@ torch. A workload builds *variants*: zero-argument callables running one trainin
 blocking until its results are ready.
 
     MLP      784-512-512-10, ReLU, softmax cross-entropy, batch 256, float32, SGD step
+    MLP-born 784-128-10, batch 32 (Born's own MNIST example)
     MLP-big  784-4096-4096-10, batch 2048
     CNN      28×28×1, batch 64: conv3×3(1→16)+ReLU+maxpool2, conv3×3(16→32)+ReLU+maxpool2, linear→10
     CNN-big  32×32×3, batch 256: the same with 64 and 128 channels
     chain    10 small elementwise ops on (4, 4) + sum, gradients for 3 inputs (no update)
+
+jtape runs each step three ways: "jtape eager" (the default: deferred, one cached program per
+step), "jtape op-by-op" (``autodiff.new(JaxBackend(), defer=False)``: every op and rule its own
+call, as in teaching and debugging modes) and "jtape compiled" (``jtape.jit``). The MLPs also run
+"raw": the model written with tensor ops (``x @ W + b``, ``relu``, ``cross_entropy``) and the SGD
+update by hand under ``no_grad`` — no ``nn``, no ``optim``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +47,7 @@ class Workload:
 
 WORKLOADS = {
     "MLP": Workload("MLP", "mlp", (784, 512, 512, 10), 256),
+    "MLP-born": Workload("MLP-born", "mlp", (784, 128, 10), 32),
     "MLP-big": Workload("MLP-big", "mlp", (784, 4096, 4096, 10), 2048),
     "CNN": Workload("CNN", "cnn", (1, 16, 32, 28), 64),
     "CNN-big": Workload("CNN-big", "cnn", (3, 64, 128, 32), 256),
@@ -93,14 +102,24 @@ def _jtape_model(w: Workload, backend: Any, weights: list[np.ndarray]) -> nn.Mod
     return model
 
 
+MODES = {"eager": True, "op-by-op": False}       # variant name -> AutodiffBackend's defer=
+
+
+def _timed(run: Callable, args: tuple, params: list) -> Callable[[], None]:
+    def timed():
+        loss = run(*args)
+        jax.block_until_ready([loss.data] + [p.data for p in params])
+    return timed
+
+
 def jtape_variants(w: Workload, device: str, weights: list, x: np.ndarray, y: np.ndarray) -> dict[str, Callable]:
-    backend = autodiff.new(JaxBackend(device))
     if w.kind == "chain":
-        return _jtape_chain(backend, weights)
-    xt = tensor.from_numpy(x, backend, requires_grad=False)
-    yt = tensor.from_numpy(y, backend)
+        return _jtape_chain(device, weights)
     out = {}
-    for mode in ("eager", "compiled"):
+    for mode in ("eager", "op-by-op", "compiled"):
+        backend = autodiff.new(JaxBackend(device), defer=MODES.get(mode, True))
+        xt = tensor.from_numpy(x, backend, requires_grad=False)
+        yt = tensor.from_numpy(y, backend)
         model = _jtape_model(w, backend, weights)
         opt = optim.SGD(model.parameters(), lr=LR)
 
@@ -111,15 +130,34 @@ def jtape_variants(w: Workload, device: str, weights: list, x: np.ndarray, y: np
             opt.zero_grad()
             return loss
 
-        run = step if mode == "eager" else jtape.jit(step, state=[model, opt])
-
-        def timed(run=run, model=model):
-            loss = run(xt, yt)
-            jax.block_until_ready([loss.data] + [p.data for p in model.parameters()])
-        out[f"jtape {mode}"] = timed
+        run = jtape.jit(step, state=[model, opt]) if mode == "compiled" else step
+        out[f"jtape {mode}"] = _timed(run, (xt, yt), model.parameters())
         if mode == "compiled":
-            out["_lower jtape compiled"] = lambda run=run: run.lower(xt, yt)
+            out["_lower jtape compiled"] = lambda run=run, xt=xt, yt=yt: run.lower(xt, yt)
+        elif w.kind == "mlp":
+            out[f"jtape {mode} raw"] = _jtape_raw_mlp(backend, weights, xt, yt)
     return out
+
+
+def _jtape_raw_mlp(backend: Any, weights: list, xt: Any, yt: Any) -> Callable[[], None]:
+    """The MLP with tensor ops only: W stored [in, out] so the forward is ``x @ W + b``; SGD by hand."""
+    params = [tensor.from_numpy(np.ascontiguousarray(v.T) if v.ndim == 2 else v, backend) for v in weights]
+
+    def step(xb, yb):
+        h = xb
+        for k in range(0, len(params), 2):
+            h = h @ params[k] + params[k + 1]
+            if k < len(params) - 2:
+                h = h.relu()
+        loss = h.cross_entropy(yb)
+        loss.backward()
+        with backend.no_grad():
+            for p in params:
+                p.assign((p - LR * p.grad).raw())      # made under no_grad: want gradients again
+                p.requires_grad_()
+                p.grad = None
+        return loss
+    return _timed(step, (xt, yt), params)
 
 
 def _chain_tape(a, b, c):
@@ -142,27 +180,34 @@ def _chain_jnp(a, b, c):
     return jnp.sum(h)
 
 
-def _jtape_chain(backend, weights):
-    leaves = [tensor.from_numpy(v, backend) for v in weights]
+def _jtape_chain(device: str, weights: list) -> dict[str, Callable]:
+    out = {}
+    for mode, defer in MODES.items():
+        backend = autodiff.new(JaxBackend(device), defer=defer)
+        leaves = [tensor.from_numpy(v, backend) for v in weights]
 
-    def eager():
-        loss = _chain_tape(*leaves)
-        grads = backend.tape().gradient(loss, leaves)
-        backend.tape().clear()
-        jax.block_until_ready([g.data for g in grads])
+        def eager(backend=backend, leaves=leaves):
+            loss = _chain_tape(*leaves)
+            grads = backend.tape().gradient(loss, leaves)
+            backend.tape().clear()
+            jax.block_until_ready([g.data for g in grads])
+        out[f"jtape {mode}"] = eager
 
     def traced(a, b, c):
         loss = _chain_tape(a, b, c)
-        grads = backend.tape().gradient(loss, [a, b, c])
+        grads = a.backend.tape().gradient(loss, [a, b, c])
         return loss, grads
 
     compiled = jtape.jit(traced)
+    backend = autodiff.new(JaxBackend(device))
+    leaves = [tensor.from_numpy(v, backend) for v in weights]
 
     def run_compiled():
-        loss, grads = compiled(*leaves)
+        _loss, grads = compiled(*leaves)
         jax.block_until_ready([g.data for g in grads])
-    return {"jtape eager": eager, "jtape compiled": run_compiled,
-            "_lower jtape compiled": lambda: compiled.lower(*leaves)}
+    out["jtape compiled"] = run_compiled
+    out["_lower jtape compiled"] = lambda: compiled.lower(*leaves)
+    return out
 
 
 # -- plain jax ----------------------------------------------------------------------------------

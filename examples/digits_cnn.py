@@ -59,7 +59,7 @@ def evaluate(model: nn.Module, backend: Any, x: np.ndarray, y: np.ndarray) -> fl
     """Held-out accuracy; no_grad, so nothing is recorded."""
     model.eval()
     with backend.no_grad():
-        acc = nn.accuracy(model(tensor.from_numpy(x, backend)), y)
+        acc = nn.accuracy(model(tensor.from_numpy(x, backend, requires_grad=False)), y)
     model.train()
     return acc
 

@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> dict:
     rng = np.random.default_rng(args.seed)
     xs = rng.uniform(-1, 1, (100, 1))
     ys = TRUE_W * xs + TRUE_B + 0.1 * rng.standard_normal((100, 1))
-    x, y = tensor.from_numpy(xs, backend, "float32"), tensor.from_numpy(ys, backend, "float32")
+    x = tensor.from_numpy(xs, backend, "float32", requires_grad=False)   # data: constants, no gradient
+    y = tensor.from_numpy(ys, backend, "float32", requires_grad=False)
 
     w = tensor.zeros((1,), backend)          # leaves: no recorded op produces them
     b = tensor.zeros((1,), backend)

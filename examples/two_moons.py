@@ -38,7 +38,7 @@ def plot_boundary(model: nn.Module, backend: Any, x: np.ndarray, y: np.ndarray, 
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 150), np.linspace(lo[1], hi[1], 150))
     grid = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
     with backend.no_grad():
-        probs = nn.Softmax(dim=1)(model(tensor.from_numpy(grid, backend))).numpy()[:, 1]
+        probs = nn.Softmax(dim=1)(model(tensor.from_numpy(grid, backend, requires_grad=False))).numpy()[:, 1]
     fig, ax = plt.subplots(figsize=(6, 5))
     filled = ax.contourf(gx, gy, probs.reshape(gx.shape), levels=20, cmap="RdBu_r", alpha=0.7)
     ax.contour(gx, gy, probs.reshape(gx.shape), levels=[0.5], colors="k")
@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> dict:
     points, labels = points.astype(np.float32), labels.astype(np.int32)
     xs, ys = points[:300], labels[:300]                 # the training set
     xs_test, ys_test = points[300:], labels[300:]       # held out: never seen in training
-    x, y = tensor.from_numpy(xs, backend), tensor.from_numpy(ys, backend)
+    x = tensor.from_numpy(xs, backend, requires_grad=False)   # data: no gradient needed
+    y = tensor.from_numpy(ys, backend)
 
     model = build_model(backend, args.seed)
     opt = optim.Adam(model.parameters(), lr=args.lr)
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     with backend.no_grad():
         train_acc = nn.accuracy(model(x), ys)
-        test_acc = nn.accuracy(model(tensor.from_numpy(xs_test, backend)), ys_test)
+        test_acc = nn.accuracy(model(tensor.from_numpy(xs_test, backend, requires_grad=False)), ys_test)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot_boundary(model, backend, points, labels, out / "decision_boundary.png",

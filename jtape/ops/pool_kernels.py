@@ -37,6 +37,23 @@ def _window_views(x, kernel_size, stride, oh, ow):
 
 
 def max_pool2d_grad_jax(input, g, kernel_size, stride, padding):
+    # Measured per platform (benchmarks/conv_ab.py and benchmarks/results/pool_ab_gpu.txt): on CPU
+    # XLA's select-and-scatter took 1.2-20x the one-hot formulation below; on an H200 it took
+    # 0.26-0.29x on CNN-big's shapes (1.14-1.2x on CNN's ~50 µs ones). So CPU routes the gradient
+    # with a one-hot, other platforms use XLA's own select-and-scatter (what jax.grad would use).
+    return lax.platform_dependent(
+        input, g, cpu=lambda x, g: _max_pool2d_grad_onehot(x, g, kernel_size, stride, padding),
+        default=lambda x, g: _max_pool2d_grad_select_scatter(x, g, kernel_size, stride, padding))
+
+
+def _max_pool2d_grad_select_scatter(x, g, kernel_size, stride, padding):
+    """XLA's SelectAndScatter: each window's gradient goes to the element its select (>=, scanning
+    the window row-major: the first max wins) picks; overlapping windows add."""
+    return lax.select_and_scatter_add_p.bind(g, x, select_prim=lax.ge_p, window_dimensions=(1, 1) + kernel_size,
+                                             window_strides=(1, 1) + stride, padding=_spatial(padding))
+
+
+def _max_pool2d_grad_onehot(input, g, kernel_size, stride, padding):
     # Route each window's gradient to the window's first max (row-major, the -inf padding
     # included: it only wins a window of -inf inputs, and its share is then cropped, as XLA's
     # select-and-scatter does): a one-hot over the taps picks it, then each tap's share is added
