@@ -103,10 +103,10 @@ class AutodiffBackend:
         backend: the process default when equal, else one per (inner, mode) (``restore``)."""
         return restore, (self._inner, self.is_deferred())
 
-    def __deepcopy__(self, memo: dict) -> "AutodiffBackend":
+    def __deepcopy__(self, memo: dict) -> AutodiffBackend:
         return self          # a service, not state: copies of tensors and models share it
 
-    def __copy__(self) -> "AutodiffBackend":
+    def __copy__(self) -> AutodiffBackend:
         return self
 
     # -- creation and transfer pass through --------------------------------------------------

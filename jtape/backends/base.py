@@ -54,10 +54,10 @@ class KernelBackend:
         from .restore import restore
         return restore, (self.spec(),)
 
-    def __deepcopy__(self, memo: dict) -> "KernelBackend":
+    def __deepcopy__(self, memo: dict) -> KernelBackend:
         return self          # a service, not state: copies of tensors and models share it
 
-    def __copy__(self) -> "KernelBackend":
+    def __copy__(self) -> KernelBackend:
         return self
 
     def device(self) -> Device:

@@ -38,7 +38,7 @@ def _rebuilt(value: Any) -> bool:
     return callable(value) or isinstance(value, optax.GradientTransformation)
 
 
-def _rebuild(cls: type, args: tuple, kwargs: dict, state: dict) -> "Optimizer":
+def _rebuild(cls: type, args: tuple, kwargs: dict, state: dict) -> Optimizer:
     """Unpickle an Optimizer: construct it again, then restore its state (``Optimizer.__reduce__``)."""
     opt = cls(*args, **kwargs)
     vars(opt).update(state)
@@ -59,7 +59,7 @@ class Optimizer:
     may still move it). ``opt.zero_grad()`` clears every ``.grad``.
     """
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "Optimizer":
+    def __new__(cls, *args: Any, **kwargs: Any) -> Optimizer:  # noqa: PYI034
         self = super().__new__(cls)
         self._init_args = (args, kwargs)   # what pickle rebuilds the optax transform from (__reduce__)
         return self
@@ -130,7 +130,7 @@ class Optimizer:
         state = {k: v for k, v in vars(self).items() if not _rebuilt(v) and k != "_init_args"}
         return _rebuild, (type(self), tuple(args), kwargs, state)
 
-    def __deepcopy__(self, memo: dict) -> "Optimizer":
+    def __deepcopy__(self, memo: dict) -> Optimizer:
         """A copy with copied Parameters and state (the optax transform, made of pure functions, is
         shared); ``copy.deepcopy((model, opt))`` keeps the copy's optimizer on the copy's parameters."""
         new = object.__new__(type(self))

@@ -10,7 +10,6 @@ import numpy as np
 
 from .errors import DTypeError
 
-
 _NUMPY_NAMES: dict[str, Any] = {"bfloat16": ml_dtypes.bfloat16, "bool": np.bool_}
 
 

@@ -203,17 +203,17 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
     def __reduce_ex__(self, protocol: Any) -> tuple:
         return serialize.reduce_tensor(self)
 
-    def __deepcopy__(self, memo: dict) -> "Tensor":
+    def __deepcopy__(self, memo: dict) -> Tensor:
         return serialize.deepcopy_tensor(self, memo)
 
-    def to(self, target: Any) -> "Tensor":
+    def to(self, target: Any) -> Tensor:
         """``t.to("bfloat16")``: ``cast`` (recorded like any op); ``t.to(backend)``: the values on another
         backend (``tensor.asarray``: a new leaf keeping ``requires_grad``; the tensor itself if on it already)."""
         if interop.is_dtype_like(target):
             return self.cast(target)
         return interop.asarray(self, target, requires_grad=self.requires_grad)
 
-    def set_(self, source: "Tensor") -> "Tensor":
+    def set_(self, source: Tensor) -> Tensor:
         """Make this tensor hold ``source``'s RawTensor and backend — dtype, shape and backend may change
         (``Module.to`` recasts Parameters so). Unlike ``assign`` nothing is checked and ``.grad`` is
         dropped (it would not fit); ``requires_grad``, hooks and name stay. Returns self."""
