@@ -93,13 +93,13 @@ class MixedPrecision:
         self.compute_dtype = compute
         self.compute_params = params
         self.masters = [Parameter(values_on(p, p.backend, DataType.FLOAT32)) for p in params]
-        for p in params:
-            p.set_(values_on(p, p.backend, compute))
         self.optimizer = make_optimizer(self.masters)
-        if not isinstance(self.optimizer, Optimizer) or any(a is not b for a, b in zip(self.optimizer.params,
-                                                                                     self.masters)):
+        if not isinstance(self.optimizer, Optimizer) or len(self.optimizer.params) != len(self.masters) or any(
+                a is not b for a, b in zip(self.optimizer.params, self.masters)):
             raise ArgumentError(f"MixedPrecision: make_optimizer returned {self.optimizer!r}; expected an Optimizer on "
                                 f"exactly the parameters it was given (the float32 masters)")
+        for p in params:       # only now, when nothing can fail: the model computes in compute_dtype
+            p.set_(values_on(p, p.backend, compute))
         self.dynamic = loss_scale == "dynamic"
         self.scaled = loss_scale is not None
         self.growth_interval = int(growth_interval)
