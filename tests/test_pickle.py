@@ -113,6 +113,8 @@ def test_tensor_deepcopy_keeps_the_backend_and_copies_the_values(backend):
     a, b = copy.deepcopy((t, shared))
     assert a.raw() is b.raw() and a.raw() is not t.raw()
     assert copy.deepcopy(backend) is backend and copy.copy(backend.inner()) is backend.inner()
+    s = copy.copy(t)                                         # shallow: the same RawTensor
+    assert s is not t and s.raw() is t.raw() and type(s) is type(t)
 
 
 def test_parameter_and_buffer_keep_their_class():

@@ -80,3 +80,8 @@ def _copy_raw(raw: RawTensor, memo: dict) -> RawTensor:
 def deepcopy_tensor(t: Any, memo: dict) -> Any:
     """``Tensor.__deepcopy__``: see the module docstring."""
     return _make(type(t), _copy_raw(t.raw(), memo), t.backend)
+
+
+def shallow_copy(t: Any) -> Any:
+    """``Tensor.__copy__``: another tensor object of the same class on the same RawTensor and backend."""
+    return _make(type(t), t.raw(), t.backend)

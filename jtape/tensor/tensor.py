@@ -206,6 +206,10 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
     def __deepcopy__(self, memo: dict) -> Tensor:
         return serialize.deepcopy_tensor(self, memo)
 
+    def __copy__(self) -> Tensor:
+        """A shallow copy: a new tensor object on the same RawTensor (values, grad and flags shared)."""
+        return serialize.shallow_copy(self)
+
     def to(self, target: Any) -> Tensor:
         """``t.to("bfloat16")``: ``cast`` (recorded like any op); ``t.to(backend)``: the values on another
         backend (``tensor.asarray``: a new leaf keeping ``requires_grad``; the tensor itself if on it already)."""
