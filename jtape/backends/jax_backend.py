@@ -104,9 +104,10 @@ class JaxBackend(KernelBackend):
         return RawTensor(array, Shape(array.shape), dt, self._device)
 
     def _from_numpy(self, arr: np.ndarray) -> Any:
-        # may_alias=False: on a CPU device_put may otherwise share the NumPy buffer, and a later write
-        # to the caller's array would change the tensor
-        return jax.device_put(arr, self._jax_device, may_alias=False)
+        # A private host copy first: device_put may share the NumPy buffer (on a CPU) or read it later
+        # (the transfer is asynchronous), so a write to the caller's array right after this call
+        # could change the tensor. Nobody else holds the copy.
+        return jax.device_put(np.array(arr, copy=True), self._jax_device)
 
     def _full(self, shape: tuple, value: Any, np_dtype: Any) -> Any:
         return jax.device_put(_full(value, shape=shape, dtype=np_dtype), self._jax_device)
