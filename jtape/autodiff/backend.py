@@ -11,10 +11,12 @@ is stopped, or when no input wants a gradient — is a constant (``requires_grad
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
 from ..tensor.backend import Backend
+from ..tensor.defaults import default_backend
 from ..tensor.dtype import DataType
 from ..tensor.errors import BackendError
 from ..tensor.raw import RawTensor
@@ -95,6 +97,17 @@ class AutodiffBackend:
 
     def __repr__(self) -> str:
         return f"AutodiffBackend({self._inner!r}, {self._tape!r})"
+
+    def __reduce__(self) -> tuple:
+        """Pickled as (inner backend, deferred or not), never its tape; unpickled onto an equal
+        backend: the process default when equal, else one per (inner, mode) (``restore``)."""
+        return restore, (self._inner, self.is_deferred())
+
+    def __deepcopy__(self, memo: dict) -> AutodiffBackend:
+        return self          # a service, not state: copies of tensors and models share it
+
+    def __copy__(self) -> AutodiffBackend:
+        return self
 
     # -- creation and transfer pass through --------------------------------------------------
     def from_numpy(self, array: Any, dtype: DataType | str | None = None) -> RawTensor:
@@ -199,3 +212,21 @@ def plain(backend: Any) -> Any:
     or ``backend`` itself."""
     inner = getattr(backend, "inner", None)
     return backend if inner is None else inner()
+
+
+_restored: dict[tuple[int, bool], AutodiffBackend] = {}
+_restore_lock = threading.Lock()
+
+
+def restore(inner: Backend, deferred: bool) -> AutodiffBackend:
+    """Unpickle an AutodiffBackend: the process default if it wraps ``inner`` (already restored to
+    this process's equal backend) in the same mode, else one recording backend per (inner, mode)."""
+    default = default_backend()
+    if isinstance(default, AutodiffBackend) and default.inner() is inner and default.is_deferred() == deferred:
+        return default
+    with _restore_lock:
+        key = (id(inner), deferred)
+        found = _restored.get(key)
+        if found is None:
+            found = _restored[key] = new(inner, defer=deferred)
+        return found

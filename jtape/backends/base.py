@@ -45,6 +45,21 @@ class KernelBackend:
     def name(self) -> str:
         raise NotImplementedError
 
+    def spec(self) -> tuple:
+        """What this backend is, as pickle stores it: ``(kind,)`` (JaxBackend adds platform and id)."""
+        return (self.kind,)
+
+    def __reduce__(self) -> tuple:
+        """Pickled as its ``spec()``, unpickled onto an equal backend (``jtape.backends.restore``)."""
+        from .restore import restore
+        return restore, (self.spec(),)
+
+    def __deepcopy__(self, memo: dict) -> KernelBackend:
+        return self          # a service, not state: copies of tensors and models share it
+
+    def __copy__(self) -> KernelBackend:
+        return self
+
     def device(self) -> Device:
         return self._device
 

@@ -18,8 +18,9 @@ import numpy as np
 
 from ..tensor.dtype import DataType
 from ..tensor.errors import DTypeError
+from ..tensor.raw import RawTensor
 from ..tensor.registry import OpDef
-from ..tensor.shape import Device
+from ..tensor.shape import Device, Shape
 from .base import KernelBackend, unknown_device
 
 _COMPILED: dict[str, Callable] = {}   # op name -> jitted kernel, shared by every JaxBackend
@@ -70,6 +71,10 @@ class JaxBackend(KernelBackend):
     def name(self) -> str:
         return "jax"
 
+    def spec(self) -> tuple:
+        """``("jax", platform, device id)``: what pickle stores (``jtape.backends.restore``)."""
+        return ("jax", self._jax_device.platform, self._jax_device.id)
+
     def _compile(self, op: OpDef) -> Callable:
         super()._compile(op)       # a clear error if the op has no jax kernel
         return _jitted(op)
@@ -80,8 +85,29 @@ class JaxBackend(KernelBackend):
                              f"with jax.config.update('jax_enable_x64', True) at start-up (or set "
                              f"JAX_ENABLE_X64=1), or use float32/int32")
 
+    def from_numpy(self, array: Any, dtype: DataType | str | None = None) -> RawTensor:
+        """An array-like onto this backend's device; a jax array goes through ``from_jax`` (no host copy)."""
+        if isinstance(array, jax.Array):
+            return self.from_jax(array, dtype)
+        return super().from_numpy(array, dtype)
+
+    def from_jax(self, array: Any, dtype: DataType | str | None = None) -> RawTensor:
+        """A jax array (or a tracer inside ``jax.jit``) as a RawTensor **without a host copy**: used as it
+        is when it lives on this backend's device (or is traced), else moved there device to device
+        with ``jax.device_put``; ``dtype`` casts on the device."""
+        dt = DataType.of(array.dtype if dtype is None else dtype)
+        self._check_dtype_available(dt)
+        if not isinstance(array, jax.core.Tracer) and self._jax_device not in array.devices():
+            array = jax.device_put(array, self._jax_device)
+        if array.dtype != dt.jax:
+            array = array.astype(dt.jax)
+        return RawTensor(array, Shape(array.shape), dt, self._device)
+
     def _from_numpy(self, arr: np.ndarray) -> Any:
-        return jax.device_put(arr, self._jax_device)
+        # A private host copy first: device_put may share the NumPy buffer (on a CPU) or read it later
+        # (the transfer is asynchronous), so a write to the caller's array right after this call
+        # could change the tensor. Nobody else holds the copy.
+        return jax.device_put(np.array(arr, copy=True), self._jax_device)
 
     def _full(self, shape: tuple, value: Any, np_dtype: Any) -> Any:
         return jax.device_put(_full(value, shape=shape, dtype=np_dtype), self._jax_device)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..tensor.dtype import DataType
 from ..tensor.errors import ArgumentError, DTypeError, ShapeError
 from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
@@ -178,6 +179,31 @@ class Module:
     def zero_grad(self) -> None:
         for p in self.parameters():
             p.zero_grad()
+
+    # -- dtype and backend ---------------------------------------------------------------------
+    def to(self, target: Any) -> Module:
+        """``model.to("bfloat16")`` (any float dtype): every floating Parameter and Buffer cast to it —
+        integer and bool buffers keep theirs; ``model.to(backend)``: every Parameter and Buffer moved
+        to ``backend``. Each tensor object stays (an optimizer made earlier still holds it) and gets
+        new values (``Tensor.set_``; its ``.grad`` is dropped); an optimizer's state keeps its old dtype,
+        so make the optimizer after ``to``. Returns self."""
+        from ..tensor.interop import is_dtype_like, values_on
+
+        if is_dtype_like(target):
+            dtype = DataType.of(target)
+            if not dtype.is_float:
+                raise DTypeError(f"Module.to: got dtype {dtype.value}; expected a float dtype (parameters are float)")
+            for t in [*self.parameters(), *self.buffers()]:
+                if t.dtype.is_float and t.dtype is not dtype:
+                    t.set_(values_on(t, t.backend, dtype))
+            return self
+        if not callable(getattr(target, "from_numpy", None)):
+            raise ArgumentError(f"Module.to: got a {type(target).__name__}; expected a dtype (\"bfloat16\", "
+                                f"jtape.tensor.float16) or a Backend")
+        for t in [*self.parameters(), *self.buffers()]:
+            if t.backend is not target:
+                t.set_(values_on(t, target))
+        return self
 
     # -- training mode -----------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:

@@ -9,7 +9,8 @@ Updates run on raw arrays, never on the tape; see ``jtape.nn.module`` for how a 
 values are replaced.
 """
 
+from .mixed_precision import MixedPrecision
 from .optimizer import Optimizer
 from .optimizers import SGD, Adam, AdamW
 
-__all__ = ["SGD", "Adam", "AdamW", "Optimizer"]
+__all__ = ["SGD", "Adam", "AdamW", "MixedPrecision", "Optimizer"]

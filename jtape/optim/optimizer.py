@@ -15,6 +15,7 @@ AutodiffBackend, so nothing is recorded. Each parameter keeps its dtype.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -32,6 +33,18 @@ from ..tensor.tensor import Tensor
 LearningRate = float | Callable[[Any], Any]  # a number, or an optax schedule: step count -> lr
 
 
+def _rebuilt(value: Any) -> bool:
+    """Attributes a constructor call remakes rather than pickle: functions and optax transforms."""
+    return callable(value) or isinstance(value, optax.GradientTransformation)
+
+
+def _rebuild(cls: type, args: tuple, kwargs: dict, state: dict) -> Optimizer:
+    """Unpickle an Optimizer: construct it again, then restore its state (``Optimizer.__reduce__``)."""
+    opt = cls(*args, **kwargs)
+    vars(opt).update(state)
+    return opt
+
+
 def _apply(transform: optax.GradientTransformation, params: list, grads: list, state: Any) -> tuple[list, Any]:
     updates, state = transform.update(grads, state, params)
     return optax.apply_updates(params, updates), state
@@ -45,6 +58,11 @@ class Optimizer:
     with no gradient gets a zero gradient (stateful transforms — momentum, Adam, weight decay —
     may still move it). ``opt.zero_grad()`` clears every ``.grad``.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Optimizer:  # noqa: PYI034
+        self = super().__new__(cls)
+        self._init_args = (args, kwargs)   # what pickle rebuilds the optax transform from (__reduce__)
+        return self
 
     def __init__(self, params: Iterable[Parameter], transform: optax.GradientTransformation,
                  lr: LearningRate | None = None):
@@ -95,6 +113,31 @@ class Optimizer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({len(self.params)} parameters, lr={self.lr!r}, steps={self.steps})"
+
+    # -- pickle and deepcopy ------------------------------------------------------------------------
+    def __reduce__(self) -> tuple:
+        """Pickled as its constructor call plus its state: an optax transform is made of closures,
+        which pickle cannot store, so unpickling calls the constructor again (``SGD(params, lr=…)``;
+        for ``Optimizer(params, transform)`` the transform itself must pickle) and then puts back every
+        attribute that is not a function — the optax state (moments, counts), ``steps``, ``lr``.
+        The parameters pickle as Parameters: pickle a model and its optimizer together
+        (``pickle.dumps((model, opt))``) so that they share them again when loaded."""
+        args, kwargs = self._init_args
+        if args and not isinstance(args[0], (list, tuple)):    # an iterator, used up by now
+            args = (list(self.params),) + tuple(args[1:])
+        elif "params" in kwargs and not isinstance(kwargs["params"], (list, tuple)):
+            kwargs = {**kwargs, "params": list(self.params)}
+        state = {k: v for k, v in vars(self).items() if not _rebuilt(v) and k != "_init_args"}
+        return _rebuild, (type(self), tuple(args), kwargs, state)
+
+    def __deepcopy__(self, memo: dict) -> Optimizer:
+        """A copy with copied Parameters and state (the optax transform, made of pure functions, is
+        shared); ``copy.deepcopy((model, opt))`` keeps the copy's optimizer on the copy's parameters."""
+        new = object.__new__(type(self))
+        memo[id(self)] = new
+        for k, v in vars(self).items():
+            setattr(new, k, v if _rebuilt(v) else copy.deepcopy(v, memo))
+        return new
 
     # -- moving arrays between jtape and optax ------------------------------------------------------
     @staticmethod

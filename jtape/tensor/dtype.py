@@ -10,6 +10,8 @@ import numpy as np
 
 from .errors import DTypeError
 
+_NUMPY_NAMES: dict[str, Any] = {"bfloat16": ml_dtypes.bfloat16, "bool": np.bool_}
+
 
 class DataType(enum.Enum):
     """A tensor's element type. ``.numpy`` is the NumPy dtype (bfloat16 comes from ml_dtypes,
@@ -65,9 +67,35 @@ class DataType(enum.Enum):
         """The largest finite value of a float dtype (float16: 65504)."""
         return float(ml_dtypes.finfo(_NUMPY[self]).max)
 
-    # Members are singletons: hash by identity, in C (Enum's own __hash__ is Python code, and every
-    # op's check hashes the input dtypes).
-    __hash__ = object.__hash__
+    def __init__(self, value: str) -> None:
+        # the NumPy dtype's hash, computed once: a DataType equals its NumPy dtype (``__eq__``), so
+        # the two must hash alike (``{np.dtype("float32"): 1}[jtape.float32]`` finds the entry)
+        self._hash = hash(np.dtype(_NUMPY_NAMES.get(value, value)))
+
+    def __eq__(self, other: object) -> bool:
+        """``t.dtype == np.float32``, ``== "float32"``, ``== jnp.float32``, ``== np.dtype("float32")``:
+        True when ``other`` names this dtype. Between DataTypes it is identity (members are
+        singletons), decided before anything else."""
+        if other.__class__ is DataType:
+            return self is other
+        if other is None:
+            return False
+        try:
+            return DataType.of(other) is self
+        except (DTypeError, TypeError):
+            return False
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The NumPy dtype, under the name NumPy looks for: ``np.dtype(t.dtype)`` and
+        ``np.zeros(3, t.dtype)`` take a DataType through it."""
+        return _NUMPY[self]
 
     def __repr__(self) -> str:
         return f"jtape.{self.value}"

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
+from . import interop, serialize
 from .dtype import DataType
 from .errors import ArgumentError, DTypeError, ShapeError, TapeError
 from .indexing import TensorIndexing
@@ -193,6 +194,44 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
             raw = RawTensor(data, self.shape, self.dtype, self.device)
         raw.requires_grad = False
         return Tensor(raw, self.backend)
+
+    # -- interop: DLPack, pickle and deepcopy, dtype and backend moves (interop.py, serialize.py) ----
+    def __dlpack__(self, stream: Any = None, **kwargs: Any) -> Any:
+        """The DLPack capsule of the values: ``np.from_dlpack(t)``, ``jax.dlpack.from_dlpack(t)``,
+        ``torch.from_dlpack(t)`` import the tensor (off the tape)."""
+        return interop.dlpack(self, stream, **kwargs)
+
+    def __dlpack_device__(self) -> tuple[Any, int]:
+        return interop.dlpack_device(self)
+
+    def __reduce_ex__(self, protocol: Any) -> tuple:
+        return serialize.reduce_tensor(self)
+
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        return serialize.deepcopy_tensor(self, memo)
+
+    def __copy__(self) -> Tensor:
+        """A shallow copy: a new tensor object on the same RawTensor (values, grad and flags shared)."""
+        return serialize.shallow_copy(self)
+
+    def to(self, target: Any) -> Tensor:
+        """``t.to("bfloat16")``: ``cast`` (recorded like any op); ``t.to(backend)``: the values on another
+        backend (``tensor.asarray``: a new leaf keeping ``requires_grad``; the tensor itself if on it already)."""
+        if interop.is_dtype_like(target):
+            return self.cast(target)
+        return interop.asarray(self, target, requires_grad=self.requires_grad)
+
+    def set_(self, source: Tensor) -> Tensor:
+        """Make this tensor hold ``source``'s RawTensor and backend — dtype, shape and backend may change
+        (``Module.to`` recasts Parameters so). Unlike ``assign`` nothing is checked and ``.grad`` is
+        dropped (it would not fit); ``requires_grad``, hooks and name stay. Returns self."""
+        if not isinstance(source, Tensor):
+            raise ArgumentError(f"set_: got a {type(source).__name__}; expected a Tensor")
+        raw, old = source.raw(), self._raw
+        if raw is not old:
+            raw.requires_grad, raw.hooks, raw.name, raw.grad = old.requires_grad, old.hooks, old.name, None
+            self._raw, self.backend = raw, source.backend
+        return self
 
     # -- new tensors on the same backend -----------------------------------------------------
     def new_full(self, shape: Sequence[int], value: Any, dtype: DataType | str | None = None) -> "Tensor":
