@@ -10,10 +10,14 @@ Every module is written with Tensor methods, so every op of a forward pass is on
 """
 
 from . import init
-from .activation import ReLU, Sigmoid, SiLU, Softmax, Tanh
+from .activation import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Softplus, Tanh
+from .containers import ModuleDict, ModuleList, ParameterList
 from .layers import AvgPool2D, Conv2D, Dropout, Flatten, Linear, MaxPool2D
 from .loss import CrossEntropyLoss, MSELoss, accuracy
-from .module import Module, Parameter, Sequential
+from .module import Buffer, Module, Parameter, Sequential
+from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
 
-__all__ = ["AvgPool2D", "Conv2D", "CrossEntropyLoss", "Dropout", "Flatten", "Linear", "MSELoss", "MaxPool2D", "Module",
-           "Parameter", "ReLU", "Sequential", "SiLU", "Sigmoid", "Softmax", "Tanh", "accuracy", "init"]
+__all__ = ["ELU", "GELU", "AvgPool2D", "BatchNorm1d", "BatchNorm2d", "Buffer", "Conv2D", "CrossEntropyLoss", "Dropout",
+           "Flatten", "Identity", "LayerNorm", "LeakyReLU", "Linear", "MSELoss", "MaxPool2D", "Module", "ModuleDict",
+           "ModuleList", "Parameter", "ParameterList", "ReLU", "Sequential", "SiLU", "Sigmoid", "Softmax", "Softplus",
+           "Tanh", "accuracy", "init"]
