@@ -11,6 +11,7 @@ Every module is written with Tensor methods, so every op of a forward pass is on
 
 from . import init
 from .activation import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Softplus, Tanh
+from .attention import MultiheadAttention
 from .containers import ModuleDict, ModuleList, ParameterList
 from .embedding import Embedding
 from .layers import AvgPool2D, Conv2D, Dropout, Flatten, Linear, MaxPool2D
@@ -21,6 +22,6 @@ from .regression_loss import BCEWithLogitsLoss, HuberLoss, L1Loss, SmoothL1Loss
 
 __all__ = ["ELU", "GELU", "AvgPool2D", "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Buffer", "Conv2D",
            "CrossEntropyLoss", "Dropout", "Embedding", "Flatten", "HuberLoss", "Identity", "L1Loss", "LayerNorm",
-           "LeakyReLU", "Linear", "MSELoss", "MaxPool2D", "Module", "ModuleDict", "ModuleList", "NLLLoss", "Parameter",
-           "ParameterList", "ReLU", "Sequential", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax", "Softplus", "Tanh",
-           "accuracy", "init"]
+           "LeakyReLU", "Linear", "MSELoss", "MaxPool2D", "Module", "ModuleDict", "ModuleList", "MultiheadAttention",
+           "NLLLoss", "Parameter", "ParameterList", "ReLU", "Sequential", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax",
+           "Softplus", "Tanh", "accuracy", "init"]
