@@ -10,10 +10,18 @@ Every module is written with Tensor methods, so every op of a forward pass is on
 """
 
 from . import init
-from .activation import ReLU, Sigmoid, SiLU, Softmax, Tanh
+from .activation import ELU, GELU, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softmax, Softplus, Tanh
+from .attention import MultiheadAttention
+from .containers import ModuleDict, ModuleList, ParameterList
+from .embedding import Embedding
 from .layers import AvgPool2D, Conv2D, Dropout, Flatten, Linear, MaxPool2D
-from .loss import CrossEntropyLoss, MSELoss, accuracy
-from .module import Module, Parameter, Sequential
+from .loss import CrossEntropyLoss, MSELoss, NLLLoss, accuracy
+from .module import Buffer, Module, Parameter, Sequential
+from .norm import BatchNorm1d, BatchNorm2d, LayerNorm
+from .regression_loss import BCEWithLogitsLoss, HuberLoss, L1Loss, SmoothL1Loss
 
-__all__ = ["AvgPool2D", "Conv2D", "CrossEntropyLoss", "Dropout", "Flatten", "Linear", "MSELoss", "MaxPool2D", "Module",
-           "Parameter", "ReLU", "Sequential", "SiLU", "Sigmoid", "Softmax", "Tanh", "accuracy", "init"]
+__all__ = ["ELU", "GELU", "AvgPool2D", "BCEWithLogitsLoss", "BatchNorm1d", "BatchNorm2d", "Buffer", "Conv2D",
+           "CrossEntropyLoss", "Dropout", "Embedding", "Flatten", "HuberLoss", "Identity", "L1Loss", "LayerNorm",
+           "LeakyReLU", "Linear", "MSELoss", "MaxPool2D", "Module", "ModuleDict", "ModuleList", "MultiheadAttention",
+           "NLLLoss", "Parameter", "ParameterList", "ReLU", "Sequential", "SiLU", "Sigmoid", "SmoothL1Loss", "Softmax",
+           "Softplus", "Tanh", "accuracy", "init"]

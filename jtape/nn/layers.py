@@ -112,16 +112,17 @@ class AvgPool2D(_Pool2D):
 
 
 class Flatten(Module):
-    """Reshape [N, d1, d2, …] to [N, d1·d2·…] (dims from ``start_dim`` on are merged)."""
+    """Merge dims ``start_dim`` … ``end_dim`` (inclusive; negatives count from the end) into one:
+    [N, d1, d2, …] becomes [N, d1·d2·…] with the defaults, as torch's ``nn.Flatten``."""
 
-    def __init__(self, start_dim: int = 1):
-        self.start_dim = start_dim
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return x.reshape(tuple(x.shape[:self.start_dim]) + (-1,))
+        return x.flatten(self.start_dim, self.end_dim)
 
     def extra_repr(self) -> str:
-        return f"start_dim={self.start_dim}"
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
 class Dropout(Module):

@@ -80,8 +80,9 @@ class Module:
     """Base class of layers and models: subclass it, set Parameters and sub-Modules as attributes
     in ``__init__`` and write ``forward``; ``model(x)`` calls ``model.forward(x)``.
 
-    Parameters are found by walking the attributes in the order they were set (lists and tuples
-    of Modules count too), so ``named_parameters()`` gives names like ``"conv1.weight"``.
+    Parameters are found by walking the attributes in the order they were set (the items of lists,
+    tuples and dicts held in attributes count too), so ``named_parameters()`` gives names like
+    ``"conv1.weight"``, ``"blocks.0.weight"`` or ``"heads.q.weight"``.
     """
 
     training: bool = True  # a class default, so a subclass need not call super().__init__()
@@ -108,15 +109,17 @@ class Module:
         self._jtape_named = True
 
     # -- the tree of modules and parameters --------------------------------------------------------
-    def named_children(self) -> Iterator[tuple[str, Module]]:
-        """The direct sub-modules, by attribute name (``name.i`` for the i-th of a list attribute)."""
+    def _members(self) -> Iterator[tuple[str, Any]]:
+        """Every value this module holds, by dotted name: each attribute, and the items of lists,
+        tuples and dicts held in attributes (``blocks.0``, ``heads.q``, nested as deep as they go).
+        Containers (ModuleList, ParameterList, …) override it to name their items ``0``, ``1``, …"""
         for name, value in vars(self).items():
-            if isinstance(value, Module):
-                yield name, value
-            elif isinstance(value, (list, tuple)):
-                for i, item in enumerate(value):
-                    if isinstance(item, Module):
-                        yield f"{name}.{i}", item
+            yield from _held(name, value)
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """The direct sub-modules, by attribute name (``name.i`` for the i-th of a list or tuple
+        attribute, ``name.key`` for a dict attribute's)."""
+        return ((name, value) for name, value in self._members() if isinstance(value, Module))
 
     def children(self) -> Iterator[Module]:
         return (m for _, m in self.named_children())
@@ -128,7 +131,11 @@ class Module:
             yield from child.modules()
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """Every Parameter of this module and its sub-modules, with dotted names; each shared one once."""
+        """Every Parameter of this module and its sub-modules, with dotted names; each shared one once.
+
+        A float Tensor with ``requires_grad`` held here that is neither a Parameter nor a Buffer is an
+        error (its gradient would be computed and never used): wrap it in ``nn.Parameter``, register
+        it as a buffer, or mark it constant with ``requires_grad_(False)``."""
         seen: set[int] = set()
         for name, p in self._walk_parameters(prefix):
             if id(p) not in seen:
@@ -136,9 +143,15 @@ class Module:
                 yield name, p
 
     def _walk_parameters(self, prefix: str) -> Iterator[tuple[str, Parameter]]:
-        for name, value in vars(self).items():
+        for name, value in self._members():
             if isinstance(value, Parameter):
                 yield prefix + name, value
+            elif _unregistered(value):
+                raise ArgumentError(
+                    f"{type(self).__name__}.parameters: got a Tensor with requires_grad=True at {prefix + name!r} "
+                    f"that is not a Parameter, so no optimizer would see it; expected nn.Parameter(t) for a trainable "
+                    f"tensor, self.register_buffer({name.split('.')[0]!r}, t) for state, or "
+                    f"t.requires_grad_(False) for a constant")
         for name, child in self.named_children():
             yield from child._walk_parameters(f"{prefix}{name}.")
 
@@ -166,7 +179,7 @@ class Module:
         return [b for _, b in self.named_buffers()]
 
     def _walk(self, prefix: str, kind: type) -> Iterator[tuple[str, Any]]:
-        for name, value in vars(self).items():
+        for name, value in self._members():
             if isinstance(value, kind):
                 yield prefix + name, value
         for name, child in self.named_children():
@@ -293,3 +306,24 @@ class Sequential(Module):
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self.layers)
+
+
+def _held(name: str, value: Any, depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """``(name, value)``, or for a list, tuple or dict the ``(name.i, item)`` / ``(name.key, item)``
+    of its items, recursively (to a depth of 8: deeper nesting is data, not model structure)."""
+    if isinstance(value, (list, tuple)) and depth < 8:
+        for i, item in enumerate(value):
+            yield from _held(f"{name}.{i}", item, depth + 1)
+    elif isinstance(value, dict) and depth < 8:
+        for key, item in value.items():
+            yield from _held(f"{name}.{key}", item, depth + 1)
+    else:
+        yield name, value
+
+
+def _unregistered(value: Any) -> bool:
+    """A float Tensor that wants a gradient but is neither a Parameter nor a Buffer: held by a module,
+    its gradient would be computed and never used. Integer and bool tensors (masks, indices) and
+    tensors marked ``requires_grad_(False)`` are ordinary attributes."""
+    return (isinstance(value, Tensor) and not isinstance(value, (Parameter, Buffer))
+            and value.requires_grad and value.dtype.is_float)
