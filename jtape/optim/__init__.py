@@ -5,11 +5,14 @@
     opt.step(grads)
     backend.tape().clear()
 
-Updates run on raw arrays, never on the tape; see ``jtape.nn.module`` for how a Parameter's
-values are replaced.
+Parameter groups (``[{"params": ..., "lr": ...}, ...]``), learning rates changed through
+``opt.param_groups`` (eagerly and under ``jtape.jit``), ``opt.state_dict()`` /
+``opt.load_state_dict()`` and ``clip_grad_norm_``. Updates run on raw arrays, never on the tape;
+see ``jtape.nn.module`` for how a Parameter's values are replaced.
 """
 
+from .clip import clip_grad_norm_
 from .optimizer import Optimizer
 from .optimizers import SGD, Adam, AdamW
 
-__all__ = ["SGD", "Adam", "AdamW", "Optimizer"]
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "clip_grad_norm_"]
