@@ -70,6 +70,6 @@ def clip_grad_norm_(parameters: Parameter | Iterable[Parameter], max_norm: float
 
 def _raw(p: Parameter, values: Any, shape: Shape, dtype: DataType) -> RawTensor:
     """A RawTensor on ``p``'s backend holding ``values`` (a jax array stays on its device)."""
-    if isinstance(values, jax.Array) or isinstance(values, jax.core.Tracer):
+    if isinstance(values, (jax.Array, jax.core.Tracer)):
         return RawTensor(values, shape, dtype, p.device)
     return p.backend.from_numpy(np.asarray(values), dtype)

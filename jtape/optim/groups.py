@@ -167,7 +167,8 @@ class Sync:
                     continue
                 wanted = self.sources.get(key, ())
                 if callable(seen[key]) or callable(group.get(key)) or not wanted or not set(wanted) <= names:
-                    changeable = sorted(k for k, v in self.sources.items() if set(v) <= names and not callable(seen.get(k)))
+                    changeable = sorted(k for k, v in self.sources.items()
+                                        if set(v) <= names and not callable(seen.get(k)))
                     raise ArgumentError(f"{self.where}: param_groups[{i}][{key!r}] changed from {seen[key]!r} to "
                                         f"{group.get(key)!r}; expected changes only to {changeable} (this option "
                                         f"fixes the update's structure: build a new optimizer to change it)")
@@ -177,5 +178,4 @@ class Sync:
         return tuple(new_state)
 
 
-class _Unseen:
-    """Marks an option as not yet written into the state."""
+_Unseen = object()  # marks an option as not yet written into the state

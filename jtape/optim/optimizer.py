@@ -63,8 +63,6 @@ class Optimizer:
     decay — may still move it). ``opt.zero_grad()`` clears every ``.grad``.
     """
 
-    # group option -> the injected optax hyperparameters it sets (SGD, Adam, AdamW set their own)
-    _SOURCES: dict[str, tuple[str, ...]] = {}
 
     def __init__(self, params: Params, transform: optax.GradientTransformation, lr: LearningRate | None = None):
         items = list(params)
@@ -74,7 +72,7 @@ class Optimizer:
         defaults = {} if inj is None else {k: float(v) if jnp.issubdtype(jnp.result_type(v), jnp.floating)
                                            else int(v) for k, v in inj.hyperparams.items()}
         self._fixed, self._lr = transform, lr
-        self._SOURCES = {k: (k,) for k in defaults}
+        self._sources = {k: (k,) for k in defaults}
         self._build(items, defaults)
 
     # -- building ------------------------------------------------------------------------------
@@ -88,10 +86,11 @@ class Optimizer:
         self.transform = _groups.combine(transforms, masks)
         self.steps = 0
         self._update = jax.jit(functools.partial(_apply, self.transform))
-        self._sync = _groups.Sync(where, self._SOURCES, self._to_optax)
+        self._sync = _groups.Sync(where, self._sources, self._to_optax)
         self._sync.remember(self.param_groups)
-        self._sync.forget()  # the first read writes each group's own options
-        self._state = self._on_host(lambda: self.transform.init(self._arrays([p.raw() for p in self.params])))
+        self._sync.forget()  # write each group's own options into its injected hyperparameters now
+        self._state = self._on_host(lambda: self._sync.apply(
+            self.param_groups, self.transform.init(self._arrays([p.raw() for p in self.params]))))
 
     def _group_transform(self, group: dict) -> optax.GradientTransformation:
         """The optax transformation of one group (SGD, Adam, AdamW build theirs from its options)."""
@@ -99,7 +98,7 @@ class Optimizer:
 
     def _to_optax(self, group: dict) -> dict[str, Any]:
         """The injected hyperparameters' values a group's options give."""
-        return {k: group[k] for k in self._SOURCES if k in group}
+        return {k: group[k] for k in self._sources if k in group}
 
     # -- the state jtape.jit carries ------------------------------------------------------------
     @property

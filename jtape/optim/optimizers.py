@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import optax
 
@@ -51,10 +51,11 @@ def _off_when_zero(hyper: dict[str, Any], *names: str) -> dict[str, Any]:
 class _Built(Optimizer):
     """The shared part of SGD, Adam and AdamW: groups' options checked, one transform per group."""
 
-    _FACTORY: Callable[..., optax.GradientTransformation]
+    # group option -> the injected optax hyperparameters it sets
+    _SOURCES: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, params: Params, **defaults: Any):
-        self._lr = None
+        self._lr, self._sources = None, dict(self._SOURCES)
         self._build(params, defaults)
 
     def _mask(self, group: dict) -> list[bool] | None:
@@ -84,7 +85,8 @@ class SGD(_Built):
     PyTorch's SGD with dampening 0. ``weight_decay`` λ adds λ·p to g first.
     """
 
-    _SOURCES = {"lr": ("learning_rate",), "momentum": ("momentum",), "weight_decay": ("weight_decay",)}
+    _SOURCES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "lr": ("learning_rate",), "momentum": ("momentum",), "weight_decay": ("weight_decay",)}
 
     def __init__(self, params: Params, lr: LearningRate, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0, weight_decay_mask: DecayMask = None):
@@ -106,7 +108,8 @@ class Adam(_Built):
     """Adam: ``optax.adam(lr, b1, b2, eps)``; ``weight_decay`` is the coupled L2 term (as PyTorch's
     Adam). For decoupled weight decay use ``AdamW``."""
 
-    _SOURCES = {"lr": ("learning_rate",), "betas": ("b1", "b2"), "eps": ("eps",), "weight_decay": ("weight_decay",)}
+    _SOURCES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "lr": ("learning_rate",), "betas": ("b1", "b2"), "eps": ("eps",), "weight_decay": ("weight_decay",)}
     _DECOUPLED = False
 
     def __init__(self, params: Params, lr: LearningRate = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
