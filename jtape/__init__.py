@@ -22,5 +22,5 @@ set_factory(lambda: autodiff.new(JaxBackend()))
 __version__ = "0.1.0"
 
 __all__ = ["AutodiffBackend", "DataType", "Device", "GradientTape", "JaxBackend", "RawTensor", "Shape", "Tensor",
-           "autodiff", "backends", "default_backend", "distributed", "jit", "load", "nn", "no_grad", "ops", "optim", "save",
-           "set_default_backend", "tensor", "__version__"]
+           "autodiff", "backends", "default_backend", "distributed", "jit", "load", "nn", "no_grad", "ops", "optim",
+           "save", "set_default_backend", "tensor", "__version__"]

@@ -147,7 +147,7 @@ def _put(array: np.ndarray, name: str, tensors: dict[str, np.ndarray]) -> None:
     if name in tensors:
         raise ArgumentError(f"jtape.save: two arrays are both named {name!r}; expected distinct paths "
                             f"(a key containing '/' collides with a nested dict)")
-    if array.dtype == object or array.dtype.kind in "USV":
+    if array.dtype.kind in "OUS" or array.dtype.fields is not None:   # (bfloat16 is kind "V" too: allowed)
         raise ArgumentError(f"jtape.save: {name!r} is an array of dtype {array.dtype}; expected numbers or bools")
     tensors[name] = array if array.flags.c_contiguous else np.ascontiguousarray(array)  # (0-d stays 0-d)
 

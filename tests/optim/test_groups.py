@@ -101,7 +101,7 @@ def _mlp_and_data(seed=0):
 @pytest.mark.parametrize("compiled", [False, True])
 def test_lr_changed_between_compiled_steps_matches_eager(compiled):
     def train(change, compiled):
-        backend, model, batches = _mlp_and_data()
+        _, model, batches = _mlp_and_data()
         opt = optim.Adam([{"params": model[0].parameters()}, {"params": model[2].parameters(), "lr": 0.02}], lr=0.05)
         traces = []
 
