@@ -142,9 +142,8 @@ class Sync:
     option that was 0 and so added no term) — raises, naming what can change.
     """
 
-    def __init__(self, where: str, sources: Mapping[str, tuple[str, ...]],
-                 to_optax: Callable[[dict], dict[str, Any]]):
-        self.where, self.sources, self.to_optax = where, sources, to_optax
+    def __init__(self, where: str, sources: Mapping[str, tuple[str, ...]]):
+        self.where, self.sources = where, sources
         self.seen: list[dict] = []
 
     def remember(self, groups: list[dict]) -> None:
@@ -154,7 +153,9 @@ class Sync:
         """Write every group's injected options at the next ``apply`` (after loading a state)."""
         self.seen = [{k: _Unseen for k in seen} for seen in self.seen]
 
-    def apply(self, groups: list[dict], state: tuple) -> tuple:
+    def apply(self, groups: list[dict], state: tuple, to_optax: Callable[[dict], dict[str, Any]]) -> tuple:
+        """``state`` with every changed option written; ``to_optax`` maps a group's options to the
+        injected hyperparameters' values."""
         new_state = list(state)
         for i, (group, seen) in enumerate(zip(groups, self.seen)):
             changed = [k for k in seen if not same(group.get(k), seen[k])]
@@ -172,7 +173,7 @@ class Sync:
                     raise ArgumentError(f"{self.where}: param_groups[{i}][{key!r}] changed from {seen[key]!r} to "
                                         f"{group.get(key)!r}; expected changes only to {changeable} (this option "
                                         f"fixes the update's structure: build a new optimizer to change it)")
-            values = {k: v for k, v in self.to_optax(group).items() if k in names and not callable(v)}
+            values = {k: v for k, v in to_optax(group).items() if k in names and not callable(v)}
             new_state[i] = with_hyperparams(state[i], values)
             self.seen[i] = {k: group.get(k) for k in seen}
         return tuple(new_state)

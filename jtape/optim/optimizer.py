@@ -86,11 +86,11 @@ class Optimizer:
         self.transform = _groups.combine(transforms, masks)
         self.steps = 0
         self._update = jax.jit(functools.partial(_apply, self.transform))
-        self._sync = _groups.Sync(where, self._sources, self._to_optax)
+        self._sync = _groups.Sync(where, self._sources)
         self._sync.remember(self.param_groups)
         self._sync.forget()  # write each group's own options into its injected hyperparameters now
         self._state = self._on_host(lambda: self._sync.apply(
-            self.param_groups, self.transform.init(self._arrays([p.raw() for p in self.params]))))
+            self.param_groups, self.transform.init(self._arrays([p.raw() for p in self.params])), self._to_optax))
 
     def _group_transform(self, group: dict) -> optax.GradientTransformation:
         """The optax transformation of one group (SGD, Adam, AdamW build theirs from its options)."""
@@ -106,7 +106,7 @@ class Optimizer:
         """The optax state: a tuple with one entry per parameter group. Reading it first writes any
         changed group option (``param_groups[i]["lr"] = ...``) into its injected hyperparameters,
         so a compiled step, which reads ``opt.state`` as its input, sees the new value."""
-        self._state = self._on_host(lambda: self._sync.apply(self.param_groups, self._state))
+        self._state = self._on_host(lambda: self._sync.apply(self.param_groups, self._state, self._to_optax))
         return self._state
 
     @state.setter
