@@ -94,6 +94,10 @@ class Optimizer:
 
     def _group_transform(self, group: dict) -> optax.GradientTransformation:
         """The optax transformation of one group (SGD, Adam, AdamW build theirs from its options)."""
+        for k in self._sources:
+            if callable(group.get(k)):
+                raise ArgumentError(f"{type(self).__name__}: parameter group option {k!r} is a schedule; expected a "
+                                    f"number (a schedule goes into the optax transform itself)")
         return self._fixed
 
     def _to_optax(self, group: dict) -> dict[str, Any]:

@@ -202,6 +202,9 @@ def test_group_errors(backend):
         optim.AdamW(params, weight_decay_mask=[True, False])
     with pytest.raises(ArgumentError, match="group 0 has options"):
         optim.Optimizer([{"params": params, "lr": 0.1}], optax.sgd(0.1))   # nothing injected to set
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1)
+    with pytest.raises(ArgumentError, match="option 'learning_rate' is a schedule; expected a number"):
+        optim.Optimizer([{"params": params, "learning_rate": optax.linear_schedule(0.1, 0.0, 5)}], tx)
 
 
 def test_an_empty_group_is_allowed(backend):
