@@ -163,3 +163,32 @@ def test_the_process_default_key_goes_through_jtape_random(monkeypatch):
     monkeypatch.setattr(jtape, "random", object())
     with pytest.raises(ArgumentError, match="got no jtape.random.get_key"):
         checkpoint.default_key()
+
+
+def test_a_numpy_backend_model_round_trips(tmp_path):
+    from jtape.backends import NumpyBackend
+
+    def make_np(seed):
+        backend = autodiff.new(NumpyBackend())
+        model = nn.Sequential(nn.Linear(3, 4, backend, seed=seed), nn.Tanh(), nn.Linear(4, 1, backend, seed=seed + 1))
+        return backend, model, optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def steps(backend, model, opt, first, last):
+        for k in range(first, last):
+            rng = np.random.default_rng(k)
+            x = tensor.from_numpy(rng.standard_normal((8, 3)).astype(np.float32), backend, requires_grad=False)
+            loss = nn.MSELoss()(model(x), rng.standard_normal((8, 1)).astype(np.float32))
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+
+    backend, straight, straight_opt = make_np(0)
+    steps(backend, straight, straight_opt, 0, 6)
+    backend, model, opt = make_np(0)
+    steps(backend, model, opt, 0, 3)
+    jtape.save({"model": model, "optimizer": opt}, tmp_path / "np.safetensors")
+    backend, fresh, fresh_opt = make_np(3)
+    jtape.load(tmp_path / "np.safetensors", into={"model": fresh, "optimizer": fresh_opt})
+    steps(backend, fresh, fresh_opt, 3, 6)
+    for a, b in zip(straight.parameters(), fresh.parameters()):
+        assert isinstance(b.data, np.ndarray) and np.array_equal(a.numpy(), b.numpy())
