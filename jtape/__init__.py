@@ -13,6 +13,7 @@
 from . import autodiff, backends, distributed, nn, ops, optim, tensor
 from .autodiff import AutodiffBackend, GradientTape, jit, no_grad
 from .backends import JaxBackend
+from .checkpoint import load, save
 from .tensor import DataType, Device, RawTensor, Shape, Tensor
 from .tensor.defaults import default_backend, set_default_backend, set_factory
 
@@ -21,4 +22,5 @@ set_factory(lambda: autodiff.new(JaxBackend()))
 __version__ = "0.1.0"
 
 __all__ = ["AutodiffBackend", "DataType", "Device", "GradientTape", "JaxBackend", "RawTensor", "Shape", "Tensor",
-           "autodiff", "backends", "default_backend", "distributed", "jit", "nn", "no_grad", "ops", "optim", "set_default_backend", "tensor", "__version__"]
+           "autodiff", "backends", "default_backend", "distributed", "jit", "load", "nn", "no_grad", "ops", "optim",
+           "save", "set_default_backend", "tensor", "__version__"]

@@ -1,32 +1,31 @@
 """Checkpoints of a model and its optimizer that a multi-process run can resume from.
 
 ``save_checkpoint(path, model, opt, step=k)`` writes one ``.npz`` file (``np.savez``: plain
-arrays, no pickle): every parameter (``model/<name>``), every leaf of the optimizer's optax
-state in flattening order (``optim/<i>``), the optimizer's step count and ``step``. Call it in
+arrays, no pickle): every parameter (``model/<name>``), the optimizer's ``state_dict()`` — each
+leaf of its optax state by path (``optim/state/<path>``), its step count (``optim/steps``) and its
+parameter groups' options as JSON text (``optim/param_groups``) — and ``step``. Call it in
 **every** process: parameters or optimizer state sharded over several processes are gathered
 (``jax.experimental.multihost_utils.process_allgather``, an XLA collective), process 0 writes
 the file (to a temporary name, then renamed, so a crash never leaves half a checkpoint) and all
 processes wait until it is there. ``load_checkpoint`` reads it back in every process (on a
 shared filesystem across hosts); the next compiled step places the arrays on the mesh again.
 
-The optimizer's state goes through ``optimizer_state_dict`` / ``load_optimizer_state_dict``
-(``Optimizer`` has no ``state_dict`` of its own yet). bfloat16 arrays are stored as float32 and
-cast back on load.
+The optimizer's part is ``Optimizer.state_dict`` / ``load_state_dict`` flattened into named arrays by
+``optimizer_state_dict`` / ``load_optimizer_state_dict``. bfloat16 arrays are stored as float32 and
+cast back on load. (``jtape.save`` / ``jtape.load`` write single-process checkpoints as safetensors.)
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
-
-from ..tensor.errors import ShapeError
 
 
 def to_host(array: Any) -> np.ndarray:
@@ -42,30 +41,26 @@ def _storable(a: np.ndarray) -> np.ndarray:
 
 
 def optimizer_state_dict(optimizer: Any) -> dict[str, np.ndarray]:
-    """``optimizer``'s state as named host arrays: ``optim/<i>`` per optax leaf, ``optim/steps``."""
-    leaves = jax.tree_util.tree_leaves(optimizer.state)
-    out = {f"optim/{i}": _storable(to_host(leaf)) for i, leaf in enumerate(leaves)}
-    out["optim/steps"] = np.asarray(optimizer.steps, np.int64)
+    """``optimizer.state_dict()`` as named host arrays: ``optim/state/<path>`` per optax leaf
+    (gathered when sharded), ``optim/steps``, and ``optim/param_groups`` (JSON text)."""
+    saved = optimizer.state_dict(to_host=to_host)
+    out = {f"optim/state/{name}": _storable(leaf) for name, leaf in saved["state"].items()}
+    out["optim/steps"] = np.asarray(saved["steps"], np.int64)
+    out["optim/param_groups"] = np.asarray(json.dumps(saved["param_groups"]))
     return out
 
 
 def load_optimizer_state_dict(optimizer: Any, state: Mapping[str, Any]) -> None:
-    """Restore what ``optimizer_state_dict`` saved into ``optimizer`` (same parameters, same transform)."""
-    leaves, treedef = jax.tree_util.tree_flatten(optimizer.state)
-    names = [f"optim/{i}" for i in range(len(leaves))]
-    saved = sorted(k for k in state if k.startswith("optim/") and k != "optim/steps")
-    if sorted(names) != saved or "optim/steps" not in state:
-        raise KeyError(f"load_optimizer_state_dict: the checkpoint holds {len(saved)} optimizer leaves "
-                       f"{'and' if 'optim/steps' in state else 'but no'} step count; expected {len(leaves)} leaves "
-                       f"and 'optim/steps' (is it the same optimizer over the same parameters?)")
-    new = []
-    for name, leaf in zip(names, leaves):
-        value = np.asarray(state[name])
-        if value.shape != tuple(np.shape(leaf)):
-            raise ShapeError(f"load_optimizer_state_dict: {name} has shape {value.shape}; expected {np.shape(leaf)}")
-        new.append(jnp.asarray(value, dtype=jnp.result_type(leaf)))
-    optimizer.state = jax.tree_util.tree_unflatten(treedef, new)
-    optimizer.steps = int(state["optim/steps"])
+    """Restore what ``optimizer_state_dict`` saved into ``optimizer`` (same parameters, same
+    transform): names, shapes and groups are checked by ``optimizer.load_state_dict``."""
+    missing = [k for k in ("optim/steps", "optim/param_groups") if k not in state]
+    if missing:
+        raise KeyError(f"load_optimizer_state_dict: the checkpoint has no {missing}; expected what "
+                       f"optimizer_state_dict wrote")
+    prefix = "optim/state/"
+    optimizer.load_state_dict({"state": {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)},
+                               "steps": int(state["optim/steps"]),
+                               "param_groups": json.loads(str(np.asarray(state["optim/param_groups"])))})
 
 
 def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Any = None, step: int = 0) -> None:

@@ -11,6 +11,10 @@ between jtape and optax:
 
 None of this touches the tape: the update works on raw arrays, never through the
 AutodiffBackend, so nothing is recorded. Each parameter keeps its dtype.
+
+Parameter groups and changing hyperparameters are described in ``jtape.optim.groups``; saving
+and restoring the state in ``jtape.optim.state``. What ``jtape.jit`` carries through a compiled
+step is ``opt.state`` (the optax state, with the injected hyperparameters) and ``opt.steps``.
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ import numpy as np
 import optax
 
 from ..nn.module import Parameter
-from ..tensor.errors import ArgumentError, DTypeError
+from ..tensor.errors import ArgumentError
 from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
+from . import groups as _groups
+from . import state as _state
 
 LearningRate = float | Callable[[Any], Any]  # a number, or an optax schedule: step count -> lr
+Params = Iterable[Parameter] | Iterable[Mapping[str, Any]]  # Parameters, or parameter groups (dicts)
 
 
 def _rebuilt(value: Any) -> bool:
@@ -41,22 +48,32 @@ def _rebuilt(value: Any) -> bool:
 def _rebuild(cls: type, args: tuple, kwargs: dict, state: dict) -> Optimizer:
     """Unpickle an Optimizer: construct it again, then restore its state (``Optimizer.__reduce__``)."""
     opt = cls(*args, **kwargs)
-    vars(opt).update(state)
+    opt.load_state_dict(state)
     return opt
 
 
-def _apply(transform: optax.GradientTransformation, params: list, grads: list, state: Any) -> tuple[list, Any]:
-    updates, state = transform.update(grads, state, params)
+def _apply(transform: optax.GradientTransformation, params: list, grads: list, state: Any,
+           extra: dict) -> tuple[list, Any]:
+    updates, state = transform.update(grads, state, params, **extra)
     return optax.apply_updates(params, updates), state
 
 
 class Optimizer:
-    """Updates ``params`` with ``transform`` (any optax GradientTransformation).
+    """Updates parameters with an optax GradientTransformation.
+
+    ``params``: Parameters, or parameter groups as PyTorch — dicts with ``"params"`` and the
+    options that differ for that group. Here, with any optax ``transform``, a group may set the
+    transform's *injected* hyperparameters (build it with ``optax.inject_hyperparams``):
+
+        tx = optax.inject_hyperparams(optax.lion)(learning_rate=1e-4)
+        opt = Optimizer([{"params": body}, {"params": head, "learning_rate": 1e-3}], tx)
+        opt.param_groups[1]["learning_rate"] = 5e-4      # used from the next step on
 
     ``opt.step(grads)`` takes the map ``autodiff.backward(loss, backend)`` returns;
-    ``opt.step()`` uses each parameter's ``.grad`` (left by ``loss.backward()``). A parameter
-    with no gradient gets a zero gradient (stateful transforms — momentum, Adam, weight decay —
-    may still move it). ``opt.zero_grad()`` clears every ``.grad``.
+    ``opt.step()`` uses each parameter's ``.grad`` (left by ``loss.backward()``); ``value=``
+    passes the loss to transforms that watch it (``optax.contrib.reduce_on_plateau``). A
+    parameter with no gradient gets a zero gradient (stateful transforms — momentum, Adam, weight
+    decay — may still move it). ``opt.zero_grad()`` clears every ``.grad``.
     """
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Optimizer:  # noqa: PYI034
@@ -64,29 +81,63 @@ class Optimizer:
         self._init_args = (args, kwargs)   # what pickle rebuilds the optax transform from (__reduce__)
         return self
 
-    def __init__(self, params: Iterable[Parameter], transform: optax.GradientTransformation,
-                 lr: LearningRate | None = None):
-        self.params: list[Parameter] = []
-        for p in params:
-            if not isinstance(p, Parameter):
-                raise ArgumentError(f"{type(self).__name__}: got a {type(p).__name__}; expected Parameters "
-                                f"(pass model.parameters())")
-            if p.dtype.needs_x64 and not jax.config.jax_enable_x64:
-                raise DTypeError(f"{type(self).__name__}: a {p.dtype.value} parameter needs JAX's 64-bit mode for "
-                                 f"the optax update; turn it on with jax.config.update('jax_enable_x64', True)")
-            if all(p is not q for q in self.params):
-                self.params.append(p)
-        if not self.params:
-            raise ValueError(f"{type(self).__name__}: got no parameters")
-        self.transform = transform
-        self.lr = lr
+    def __init__(self, params: Params, transform: optax.GradientTransformation, lr: LearningRate | None = None):
+        items = list(params)
+        flat, _ = _groups.parse_groups(type(self).__name__, items, None)
+        probe = self._on_host_of(flat, lambda: transform.init(self._arrays([p.raw() for p in flat])))
+        inj = _groups.injected(probe)
+        defaults = {} if inj is None else {k: float(v) if jnp.issubdtype(jnp.result_type(v), jnp.floating)
+                                           else int(v) for k, v in inj.hyperparams.items()}
+        self._fixed, self._lr = transform, lr
+        self._sources = {k: (k,) for k in defaults}
+        self._build(items, defaults)
+
+    # -- building ------------------------------------------------------------------------------
+    def _build(self, params: Params, defaults: dict[str, Any]) -> None:
+        """Parse the groups, make one transform per group and the state (subclasses call this)."""
+        where = type(self).__name__
+        self.params, self.param_groups = _groups.parse_groups(where, params, defaults)
+        self.hyperparam_dtype = _groups.hyperparam_dtype(self.params)
+        transforms = [self._group_transform(g) for g in self.param_groups]
+        masks = [[any(p is q for q in g["params"]) for p in self.params] for g in self.param_groups]
+        self.transform = _groups.combine(transforms, masks)
         self.steps = 0
-        self._update = jax.jit(functools.partial(_apply, transform))
-        self.state = self._on_host(lambda: transform.init(self._arrays([p.raw() for p in self.params])))
+        self._update = jax.jit(functools.partial(_apply, self.transform))
+        self._sync = _groups.Sync(where, self._sources)
+        self._sync.remember(self.param_groups)
+        self._sync.forget()  # write each group's own options into its injected hyperparameters now
+        self._state = self._on_host(lambda: self._sync.apply(
+            self.param_groups, self.transform.init(self._arrays([p.raw() for p in self.params])), self._to_optax))
+
+    def _group_transform(self, group: dict) -> optax.GradientTransformation:
+        """The optax transformation of one group (SGD, Adam, AdamW build theirs from its options)."""
+        for k in self._sources:
+            if callable(group.get(k)):
+                raise ArgumentError(f"{type(self).__name__}: parameter group option {k!r} is a schedule; expected a "
+                                    f"number (a schedule goes into the optax transform itself)")
+        return self._fixed
+
+    def _to_optax(self, group: dict) -> dict[str, Any]:
+        """The injected hyperparameters' values a group's options give."""
+        return {k: group[k] for k in self._sources if k in group}
+
+    # -- the state jtape.jit carries ------------------------------------------------------------
+    @property
+    def state(self) -> Any:
+        """The optax state: a tuple with one entry per parameter group. Reading it first writes any
+        changed group option (``param_groups[i]["lr"] = ...``) into its injected hyperparameters,
+        so a compiled step, which reads ``opt.state`` as its input, sees the new value."""
+        self._state = self._on_host(lambda: self._sync.apply(self.param_groups, self._state, self._to_optax))
+        return self._state
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        self._state = value
 
     # -- the public surface --------------------------------------------------------------------
-    def step(self, grads: Mapping[RawTensor, Any] | None = None) -> None:
-        """Apply one update. ``grads``: the tape's map RawTensor -> gradient; None: use ``p.grad``."""
+    def step(self, grads: Mapping[RawTensor, Any] | None = None, *, value: Any = None) -> None:
+        """Apply one update. ``grads``: the tape's map RawTensor -> gradient; None: use ``p.grad``.
+        ``value``: the loss (a Tensor or number), for transforms that need it (reduce_on_plateau)."""
         found = [self._gradient_of(p, grads) for p in self.params]
         if all(g is None for g in found):
             source = ("the gradient map has no entry for any parameter" if grads is not None
@@ -95,7 +146,19 @@ class Optimizer:
                              f"backward (was the forward pass run on the AutodiffBackend with recording on?)")
         g_raws = [p.backend.full(p.shape, 0, p.dtype) if g is None else g for p, g in zip(self.params, found)]
         params = [p.raw() for p in self.params]
-        new, self.state = self._on_host(lambda: self._update(self._arrays(params), self._arrays(g_raws), self.state))
+        extra = {} if value is None else {"value": self._value_array(value)}
+        state = self.state
+
+        def update() -> tuple:
+            try:
+                return self._update(self._arrays(params), self._arrays(g_raws), state, extra)
+            except TypeError as e:
+                if "value" in str(e) and value is None:
+                    raise ArgumentError(f"{type(self).__name__}.step: the optax transform needs value= (the loss it "
+                                        f"watches, e.g. for reduce_on_plateau); got no value; expected "
+                                        f"opt.step(value=loss)") from e
+                raise
+        new, self._state = self._on_host(update)
         for p, values in zip(self.params, new):
             p.assign(self._raw_like(p, values))
         self.steps += 1
@@ -106,29 +169,57 @@ class Optimizer:
             p.zero_grad()
 
     def current_lr(self) -> float | None:
-        """The learning rate the next step uses (a schedule evaluated at the step count)."""
-        if self.lr is None:
+        """The learning rate the first group's next step uses (a schedule evaluated at the step count);
+        None when it is not known (an optax transform without an injected learning rate)."""
+        lr = self.lr
+        if lr is None:
             return None
-        return float(self.lr(self.steps)) if callable(self.lr) else float(self.lr)
+        return float(lr(self.steps)) if callable(lr) else float(lr)
+
+    @property
+    def lr(self) -> LearningRate | None:
+        """The first group's learning rate (a number or a schedule)."""
+        group = self.param_groups[0]
+        return group.get("lr", group.get("learning_rate", self._lr))
+
+    def state_dict(self, to_host: Callable[[Any], np.ndarray] = np.asarray) -> dict[str, Any]:
+        """Everything needed to resume: ``{"state": {name: array}, "param_groups": [...], "steps": n}``.
+
+        ``state``: every leaf of the optax state as a host array, named by its path in the state
+        (``"0/inner_state/inner_state/0/mu/3"``: group 0, Adam's first moment of parameter 3);
+        ``param_groups``: each group's JSON-able options and ``"params"``, the positions of its
+        parameters in ``opt.params`` (schedules and masks are code: they are not saved);
+        ``steps``: the step count. ``to_host`` turns a leaf into a NumPy array (``jtape.distributed``
+        passes one that gathers sharded arrays). Arrays plus JSON: what ``jtape.save`` writes."""
+        return _state.state_dict(self, to_host)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what ``state_dict`` returned (an optimizer of the same kind over the same parameters,
+        in the same groups); names, shapes and groups are checked and a mismatch raises."""
+        _state.load_state_dict(self, state_dict)
+        self._sync.forget()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({len(self.params)} parameters, lr={self.lr!r}, steps={self.steps})"
+        n = len(self.param_groups)
+        lrs = [g.get("lr", g.get("learning_rate", self._lr)) for g in self.param_groups]
+        where = f"{len(self.params)} parameters" + (f" in {n} groups" if n > 1 else "")
+        return f"{type(self).__name__}({where}, lr={lrs[0] if n == 1 else lrs!r}, steps={self.steps})"
 
     # -- pickle and deepcopy ------------------------------------------------------------------------
     def __reduce__(self) -> tuple:
         """Pickled as its constructor call plus its state: an optax transform is made of closures,
         which pickle cannot store, so unpickling calls the constructor again (``SGD(params, lr=…)``;
         for ``Optimizer(params, transform)`` the transform itself must pickle) and then puts back every
-        attribute that is not a function — the optax state (moments, counts), ``steps``, ``lr``.
+        the ``state_dict()`` — the optax state (moments, counts), ``steps``, the groups' options.
         The parameters pickle as Parameters: pickle a model and its optimizer together
         (``pickle.dumps((model, opt))``) so that they share them again when loaded."""
         args, kwargs = self._init_args
-        if args and not isinstance(args[0], (list, tuple)):    # an iterator, used up by now
-            args = (list(self.params),) + tuple(args[1:])
-        elif "params" in kwargs and not isinstance(kwargs["params"], (list, tuple)):
-            kwargs = {**kwargs, "params": list(self.params)}
-        state = {k: v for k, v in vars(self).items() if not _rebuilt(v) and k != "_init_args"}
-        return _rebuild, (type(self), tuple(args), kwargs, state)
+        groups = [dict(g, params=list(g["params"])) for g in self.param_groups]   # iterators are used up
+        if args:
+            args = (groups,) + tuple(args[1:])
+        else:
+            kwargs = {**kwargs, "params": groups}
+        return _rebuild, (type(self), tuple(args), kwargs, self.state_dict())
 
     def __deepcopy__(self, memo: dict) -> Optimizer:
         """A copy with copied Parameters and state (the optax transform, made of pure functions, is
@@ -145,9 +236,19 @@ class Optimizer:
         g = p.raw().grad if grads is None else grads.get(p.raw())
         return g.raw() if isinstance(g, Tensor) else g
 
+    @staticmethod
+    def _value_array(value: Any) -> Any:
+        if isinstance(value, Tensor):
+            value = value.data
+        return value if isinstance(value, jax.Array) else jnp.asarray(np.asarray(value))
+
     def _on_host(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` where the parameters live: for NumPy data, on JAX's CPU device."""
-        if isinstance(self.params[0].data, jax.Array):
+        return self._on_host_of(self.params, fn)
+
+    @staticmethod
+    def _on_host_of(params: list[Parameter], fn: Callable[[], Any]) -> Any:
+        if isinstance(params[0].data, jax.Array):
             return fn()
         with jax.default_device(jax.devices("cpu")[0]):
             return fn()
@@ -162,3 +263,4 @@ class Optimizer:
         if isinstance(p.data, jax.Array):  # stay on the device: no host round trip
             return RawTensor(values.astype(p.dtype.jax), p.shape, p.dtype, p.device)
         return p.backend.from_numpy(np.asarray(values), p.dtype)
+
