@@ -152,7 +152,7 @@ def test_optimizer_made_from_an_iterator_and_with_a_schedule_pickles():
     opt = optim.SGD(iter(model.parameters()), lr=0.1, momentum=0.9)
     model2, opt2 = _roundtrip((model, opt))
     assert [p is q for p, q in zip(opt2.params, model2.parameters())] == [True] * 4
-    assert opt2.momentum == 0.9
+    assert opt2.param_groups[0]["momentum"] == 0.9 and opt2.param_groups[0]["lr"] == 0.1
 
 
 def test_an_unpicklable_custom_transform_says_so():
