@@ -10,7 +10,7 @@
     print(x.grad)        # [4.]
 """
 
-from . import autodiff, backends, distributed, nn, ops, optim, tensor
+from . import autodiff, backends, distributed, nn, ops, optim, random, tensor
 from .autodiff import AutodiffBackend, GradientTape, jit, no_grad
 from .backends import JaxBackend
 from .tensor import DataType, Device, RawTensor, Shape, Tensor
@@ -21,4 +21,5 @@ set_factory(lambda: autodiff.new(JaxBackend()))
 __version__ = "0.1.0"
 
 __all__ = ["AutodiffBackend", "DataType", "Device", "GradientTape", "JaxBackend", "RawTensor", "Shape", "Tensor",
-           "autodiff", "backends", "default_backend", "distributed", "jit", "nn", "no_grad", "ops", "optim", "set_default_backend", "tensor", "__version__"]
+           "__version__", "autodiff", "backends", "default_backend", "distributed", "jit", "nn", "no_grad", "ops",
+           "optim", "random", "set_default_backend", "tensor"]
