@@ -74,13 +74,17 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
     backends = {id(t.backend): t.backend for t in binding.params + binding.buffers}
     traced: dict[tuple, dict[str, Any]] = {}   # per mode: what the trace learnt (step deltas, index checks)
 
-    def pure(mode: tuple, arrays: tuple, grads: list, args: tuple, kwargs: dict):
-        step_counts = traced.setdefault(mode, {})
-        saved = (binding.arrays(), binding.grads())
+    def backends_of(args: tuple, kwargs: dict) -> dict:
         found = dict(backends)
         for leaf in jax.tree_util.tree_leaves((args, kwargs), is_leaf=lambda x: isinstance(x, Tensor)):
             if isinstance(leaf, Tensor):
                 found.setdefault(id(leaf.backend), leaf.backend)
+        return found
+
+    def pure(mode: tuple, arrays: tuple, grads: list, args: tuple, kwargs: dict):
+        step_counts = traced.setdefault(mode, {})
+        saved = (binding.arrays(), binding.grads())
+        found = backends_of(args, kwargs)
         steps_before = [o.steps for o in binding.optimizers]
         inners = {id(plain(b)): plain(b) for b in found.values() if hasattr(plain(b), "traced_checks")}
         checks: list = []
@@ -117,6 +121,9 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
                 kind = "parameter" if any(t is p for p in binding.params) else "buffer"
                 raise BackendError(f"jtape.jit: {kind} of shape {tuple(t.shape)} lives on "
                                    f"{t.backend.name()}, whose arrays cannot be traced; expected JaxBackend")
+        for b in backends_of(args, kwargs).values():   # eager ops still pending run now, outside the trace
+            if hasattr(b, "flush"):                     # (flushed while tracing, they would become tracers)
+                b.flush()
         mode = binding.mode()
         step = functools.partial(compiled, mode)
         inputs = (binding.arrays(), binding.grads(), args, kwargs)

@@ -185,8 +185,9 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
             self._raw = raw
 
     def detach(self) -> "Tensor":
-        """The same values as a new constant leaf: no recorded op produced it, no gradient flows to it."""
-        raw = RawTensor(self._raw.data, self.shape, self.dtype, self.device)
+        """The same values as a new constant leaf: no recorded op produced it, no gradient flows to it.
+        (A value still pending in deferred mode is computed first: the new leaf holds the array.)"""
+        raw = RawTensor(self._raw.value(), self.shape, self.dtype, self.device)
         raw.requires_grad = False
         return Tensor(raw, self.backend)
 
