@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 import jax
 
 from ..distributed.sharding import Placement, ShardRule
-from ..tensor.errors import ArgumentError, BackendError
+from ..tensor.errors import BackendError
 from ..tensor.tensor import Tensor
 from .backend import plain
 from .binding import Binding

@@ -99,7 +99,7 @@ def _dropout_program():
 
 
 def test_a_new_mask_every_compiled_step():
-    model, forward, x, plain, traces = _dropout_program()
+    _, forward, x, plain, traces = _dropout_program()
     first, second = forward(x).numpy(), forward(x).numpy()
     assert not np.array_equal(first == 0, second == 0)
     for out in (first, second):
