@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import jax
+
 from ..tensor import random
 from ..tensor.errors import ArgumentError
 from ..tensor.tensor import Tensor
@@ -78,6 +80,18 @@ class Binding:
         """``(parameter raws, optimizer states, buffer raws, generator keys)``."""
         return ([p.raw() for p in self.params], [o.state for o in self.optimizers],
                 [b.raw() for b in self.buffers], [g.key for g in self.generators])
+
+    def place_keys(self) -> None:
+        """Put each generator's key where the first parameter lives, unless it is there already.
+        The process default generator is shared by every compiled step: one run on a mesh leaves
+        its key replicated over the mesh, and a single-device step must not get it so."""
+        where = next((t.data.sharding for t in self.params + self.buffers), None)
+        if where is None:
+            return
+        for g in self.generators:
+            key = g.key
+            if getattr(key, "sharding", where) != where:
+                g.key = jax.device_put(key, where)
 
     def grads(self) -> list:
         return [p.raw().grad for p in self.params]

@@ -124,6 +124,8 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
         for b in backends_of(args, kwargs).values():   # eager ops still pending run now, outside the trace
             if hasattr(b, "flush"):                     # (flushed while tracing, they would become tracers)
                 b.flush()
+        if place is None:
+            binding.place_keys()     # a key a mesh step left replicated comes to the parameters' device
         mode = binding.mode()
         step = functools.partial(compiled, mode)
         inputs = (binding.arrays(), binding.grads(), args, kwargs)
