@@ -67,7 +67,7 @@ class Generator:
     def __init__(self, seed: int | None = None, *, key: Any = None):
         if seed is not None and key is not None:
             raise ArgumentError(f"Generator: got seed={seed!r} and a key; expected at most one of them")
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._key = (None if seed is None else jax.random.PRNGKey(_check_seed(seed, "Generator"))) \
             if key is None else _check_key(key, "Generator")
 
@@ -91,21 +91,33 @@ class Generator:
         self.key = jax.random.PRNGKey(_check_seed(seed, "Generator.seed"))
 
     def next_key(self) -> Any:
-        """A fresh key; the held key moves on (``held, fresh = split(held)``)."""
-        held, fresh = jax.random.split(self.key)
+        """A fresh key; the held key moves on (``held, fresh = split(held)``). Thread-safe: two
+        threads never get the same key."""
         with self._lock:
+            held, fresh = jax.random.split(self.key)
             self._key = held
         return fresh
 
+    def _data(self) -> tuple[np.ndarray | None, bool]:
+        key = self._key
+        if key is None:
+            return None, False
+        typed = bool(jnp.issubdtype(key.dtype, jax.dtypes.prng_key))
+        return np.asarray(jax.random.key_data(key) if typed else key), typed
+
     def __getstate__(self) -> dict:
-        return {"key": None if self._key is None else np.asarray(self._key)}
+        data, typed = self._data()
+        return {"key": data, "typed": typed}
 
     def __setstate__(self, state: dict) -> None:
-        self._lock = threading.Lock()
-        self._key = None if state["key"] is None else jnp.asarray(state["key"])
+        self._lock = threading.RLock()
+        data = state["key"]
+        self._key = None if data is None else (jax.random.wrap_key_data(jnp.asarray(data)) if state.get("typed")
+                                               else jnp.asarray(data))
 
     def __repr__(self) -> str:
-        return f"Generator(key={None if self._key is None else np.asarray(self._key).tolist()})"
+        data, _ = self._data()
+        return f"Generator(key={None if data is None else data.tolist()})"
 
 
 _default = Generator()

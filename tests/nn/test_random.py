@@ -182,3 +182,25 @@ def test_no_host_numpy_rng_in_the_library():
     found = [f"{p.relative_to(root)}: {m.group(0).strip()}" for p in sorted(root.rglob("*.py"))
              for m in pattern.finditer(p.read_text())]
     assert found == []
+
+
+def test_generators_copy_and_pickle_with_their_key():
+    import copy
+    import pickle
+
+    for g in (jtape.random.Generator(3), jtape.random.Generator(key=jax.random.key(3)), jtape.random.Generator()):
+        g.key  # noqa: B018 — make the key (an unseeded one from entropy)
+        twins = (pickle.loads(pickle.dumps(g)), copy.deepcopy(g))
+        expected = jax.random.key_data(g.next_key())
+        for twin in twins:
+            np.testing.assert_array_equal(jax.random.key_data(twin.next_key()), expected)
+    assert repr(jtape.random.Generator(1)).startswith("Generator(key=[")
+
+
+def test_threads_never_share_a_key():
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = jtape.random.Generator(0)
+    with ThreadPoolExecutor(4) as pool:
+        keys = list(pool.map(lambda _: tuple(np.asarray(g.next_key()).tolist()), range(64)))
+    assert len(set(keys)) == 64
