@@ -13,7 +13,7 @@ from . import init
 from .activation import ReLU, Sigmoid, SiLU, Softmax, Tanh
 from .layers import AvgPool2D, Conv2D, Dropout, Flatten, Linear, MaxPool2D
 from .loss import CrossEntropyLoss, MSELoss, accuracy
-from .module import Module, Parameter, Sequential
+from .module import Buffer, Module, Parameter, Sequential
 
-__all__ = ["AvgPool2D", "Conv2D", "CrossEntropyLoss", "Dropout", "Flatten", "Linear", "MSELoss", "MaxPool2D", "Module",
+__all__ = ["AvgPool2D", "Buffer", "Conv2D", "CrossEntropyLoss", "Dropout", "Flatten", "Linear", "MSELoss", "MaxPool2D", "Module",
            "Parameter", "ReLU", "Sequential", "SiLU", "Sigmoid", "Softmax", "Tanh", "accuracy", "init"]
