@@ -10,7 +10,7 @@
     print(x.grad)        # [4.]
 """
 
-from . import autodiff, backends, distributed, nn, ops, optim, tensor
+from . import autodiff, backends, distributed, nn, ops, optim, random, tensor
 from .autodiff import AutodiffBackend, GradientTape, jit, no_grad
 from .backends import JaxBackend
 from .checkpoint import load, save
@@ -23,4 +23,4 @@ __version__ = "0.1.0"
 
 __all__ = ["AutodiffBackend", "DataType", "Device", "GradientTape", "JaxBackend", "RawTensor", "Shape", "Tensor",
            "autodiff", "backends", "default_backend", "distributed", "jit", "load", "nn", "no_grad", "ops", "optim",
-           "save", "set_default_backend", "tensor", "__version__"]
+           "random", "save", "set_default_backend", "tensor", "__version__"]

@@ -36,6 +36,7 @@ from .backends import JaxBackend, NumpyBackend
 from .ops.base import Operation
 from .tensor.dtype import DataType
 from .tensor.errors import ArgumentError, DTypeError
+from .tensor.random import Generator
 from .tensor.raw import RawTensor
 from .tensor.shape import Shape
 from .tensor.tensor import Tensor
@@ -180,7 +181,7 @@ def _check(name: str, taped: Callable, plain: Callable, inputs: Sequence[Any], *
         if not DataType.of(d).is_float:
             raise ValueError(f"{name}: got dtype {DataType.of(d).value} in dtypes; expected float dtypes")
     inner = plain_backend(backend) if backend is not None else JaxBackend("cpu")
-    rng = np.random.default_rng(seed)
+    rng = Generator(seed)          # the random cotangents and directions: jax.random, from seed
     report = GradientReport(name)
     oracle_dtype = "float64" if x64 else "float32"
 
@@ -202,14 +203,20 @@ def _check(name: str, taped: Callable, plain: Callable, inputs: Sequence[Any], *
     return report
 
 
-def _tape_gradients(taped: Callable, inner: Any, xs: list, wrt: Sequence[int], rng: np.random.Generator
+def _standard_normal(rng: Generator, shape: tuple) -> np.ndarray:
+    """Standard-normal samples as a float64 NumPy array, drawn with jax.random from ``rng``'s next key."""
+    dtype = np.float64 if jax.config.jax_enable_x64 else np.float32
+    return np.asarray(jax.random.normal(rng.next_key(), tuple(shape), dtype), np.float64)
+
+
+def _tape_gradients(taped: Callable, inner: Any, xs: list, wrt: Sequence[int], rng: Generator
                     ) -> tuple[np.ndarray, dict]:
     """Run on a fresh AutodiffBackend over ``inner``, seed a random ``u``, walk; gradients as arrays
     (None where the rule gave none)."""
     ad = new(inner)
     raws = [inner.from_numpy(x) for x in xs]
     out = taped(ad, raws)
-    u = rng.standard_normal(tuple(out.shape)).astype(out.dtype.numpy)
+    u = _standard_normal(rng, tuple(out.shape)).astype(out.dtype.numpy)
     walked = ad.tape().walk({out: inner.from_numpy(u)}, ad)
     grads = {i: (None if walked.get(raws[i]) is None else np.asarray(inner.to_numpy(walked[raws[i]]))) for i in wrt}
     return u, grads
@@ -250,7 +257,7 @@ def _compare(dtype: str, i: int, got: np.ndarray | None, expected: np.ndarray, r
 
 
 def _finite_differences(taped: Callable, plain: Callable, inner: Any, arrays: list, is_float: list,
-                        wrt: Sequence[int], rng: np.random.Generator, eps: float, rtol: float) -> list[Check]:
+                        wrt: Sequence[int], rng: Generator, eps: float, rtol: float) -> list[Check]:
     """The dot-product test in float64, per input: ⟨Jᵀu, v⟩ (tape) against central differences."""
     backend, note = _float64_backend(inner)
     xs = [_cast(a, "float64") if f else a for a, f in zip(arrays, is_float)]
@@ -270,7 +277,7 @@ def _finite_differences(taped: Callable, plain: Callable, inner: Any, arrays: li
     checks = []
     for i in wrt:
         g = np.zeros(xs[i].shape) if grads[i] is None else grads[i]
-        v = rng.standard_normal(xs[i].shape)
+        v = _standard_normal(rng, xs[i].shape)
 
         taped_dot, fd_dot = float(np.sum(g * v)), directional(i, v)
         error = abs(taped_dot - fd_dot)

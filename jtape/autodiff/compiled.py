@@ -12,8 +12,10 @@ each Parameter temporarily holds a tracer, each optimizer a traced state, and ea
 AutodiffBackend a fresh tape that belongs to that trace alone. All are restored when tracing
 ends — even on an error — so no tracer ever lands on a user's tape or model. After each call
 the Parameters get the new arrays (and the ``.grad`` the step left), the optimizers their new
-state. Arguments and results may be any pytrees of Tensors, RawTensors and arrays; jax re-traces
-only for new shapes and dtypes. With ``mesh=`` the same step runs data-parallel (or, with
+state. Buffers and random keys travel the same way (``jtape.autodiff.binding``); the modules'
+training flags are a static part of the program (one compiled program per mode). Arguments and
+results may be any pytrees of Tensors, RawTensors and arrays; jax re-traces only for new shapes
+and dtypes. With ``mesh=`` the same step runs data-parallel (or, with
 ``shard_params``, with sharded parameters) through XLA's SPMD partitioner (see ``jit``).
 """
 
@@ -26,47 +28,11 @@ from typing import Any, Callable, Sequence
 import jax
 
 from ..distributed.sharding import Placement, ShardRule
-from ..tensor.errors import ArgumentError, BackendError
+from ..tensor.errors import BackendError
 from ..tensor.tensor import Tensor
 from .backend import plain
+from .binding import Binding
 from .tape import GradientTape
-
-
-class _Binding:
-    """The objects a step updates (Parameters, optimizers) and the backends it records on."""
-
-    def __init__(self, state: Sequence[Any]):
-        self.params, self.optimizers = [], []
-        for obj in state:
-            if hasattr(obj, "transform") and hasattr(obj, "params"):       # an Optimizer
-                self.optimizers.append(obj)
-                self._add_params(obj.params)
-            elif hasattr(obj, "parameters"):                              # a Module
-                self._add_params(obj.parameters())
-            elif isinstance(obj, Tensor):                                  # a single Parameter
-                self._add_params([obj])
-            else:
-                raise ArgumentError(f"jtape.jit: got state of type {type(obj).__name__}; expected Modules, "
-                                f"Optimizers or Parameters")
-
-    def _add_params(self, params: Sequence[Any]) -> None:
-        for p in params:
-            if all(p is not q for q in self.params):
-                self.params.append(p)
-
-    def arrays(self) -> tuple:
-        return ([p.raw() for p in self.params], [o.state for o in self.optimizers])
-
-    def grads(self) -> list:
-        return [p.raw().grad for p in self.params]
-
-    def install(self, arrays: tuple, grads: list | None) -> None:
-        raws, states = arrays
-        for i, (p, raw) in enumerate(zip(self.params, raws)):
-            p.assign(raw)
-            raw.grad = None if grads is None else grads[i]
-        for o, s in zip(self.optimizers, states):
-            o.state = s
 
 
 def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = None, data_axis: str = "data",
@@ -82,7 +48,12 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
             return loss
 
     ``state`` lists the Modules, Optimizers and Parameters the step reads and updates. Runs on
-    JaxBackend (inside an AutodiffBackend); NumPy arrays cannot be traced.
+    JaxBackend (inside an AutodiffBackend); NumPy arrays cannot be traced. Carried through the
+    program besides parameters and optimizer states (``jtape.autodiff.binding``): the modules'
+    buffers, and the random keys of ``jtape.random``'s process default generator and of the
+    modules' own generators — so Dropout draws a new mask each step, the one an eager step would.
+    The modules' ``training`` flags are static: ``model.eval()`` after compiling compiles (once)
+    the eval-mode program, and ``model.train()`` goes back to the train-mode one.
 
     Data parallel: with ``mesh`` (a ``jax.sharding.Mesh``), the step runs SPMD over its devices —
     parameters, gradients and optimizer state replicated, every array argument (or those in
@@ -98,17 +69,22 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
                                  shard_params=shard_params)
     if mesh is None and shard_params is not False:
         raise ValueError("jtape.jit: got shard_params without a mesh; expected mesh= to shard over")
-    binding = _Binding(state)
+    binding = Binding(state)
     place = None if mesh is None else Placement(mesh, data_axis, batch_argnums, shard_params, binding)
-    backends = {id(p.backend): p.backend for p in binding.params}
-    step_counts: dict[str, int] = {}
+    backends = {id(t.backend): t.backend for t in binding.params + binding.buffers}
+    traced: dict[tuple, dict[str, Any]] = {}   # per mode: what the trace learnt (step deltas, index checks)
 
-    def pure(arrays: tuple, grads: list, args: tuple, kwargs: dict):
-        saved = (binding.arrays(), binding.grads())
+    def backends_of(args: tuple, kwargs: dict) -> dict:
         found = dict(backends)
         for leaf in jax.tree_util.tree_leaves((args, kwargs), is_leaf=lambda x: isinstance(x, Tensor)):
             if isinstance(leaf, Tensor):
                 found.setdefault(id(leaf.backend), leaf.backend)
+        return found
+
+    def pure(mode: tuple, arrays: tuple, grads: list, args: tuple, kwargs: dict):
+        step_counts = traced.setdefault(mode, {})
+        saved = (binding.arrays(), binding.grads())
+        found = backends_of(args, kwargs)
         steps_before = [o.steps for o in binding.optimizers]
         inners = {id(plain(b)): plain(b) for b in found.values() if hasattr(plain(b), "traced_checks")}
         checks: list = []
@@ -135,16 +111,26 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
             step_counts["checks"] = [c._replace(low=None, high=None) for c in checks]   # no tracer kept
         return out, new, [(c.low, c.high) for c in checks]
 
-    compiled = jax.jit(pure)
+    # the modules' training flags are a static argument: one program per mode, never the other's
+    compiled = jax.jit(pure, static_argnums=0)
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
-        for p in binding.params:
-            if not isinstance(p.data, jax.Array):
-                raise BackendError(f"jtape.jit: parameter of shape {tuple(p.shape)} lives on "
-                                   f"{p.backend.name()}, whose arrays cannot be traced; expected JaxBackend")
+        for t in binding.params + binding.buffers:
+            if not isinstance(t.data, jax.Array):
+                kind = "parameter" if any(t is p for p in binding.params) else "buffer"
+                raise BackendError(f"jtape.jit: {kind} of shape {tuple(t.shape)} lives on "
+                                   f"{t.backend.name()}, whose arrays cannot be traced; expected JaxBackend")
+        for b in backends_of(args, kwargs).values():   # eager ops still pending run now, outside the trace
+            if hasattr(b, "flush"):                     # (flushed while tracing, they would become tracers)
+                b.flush()
+        if place is None:
+            binding.place_keys()     # a key a mesh step left replicated comes to the parameters' device
+        mode = binding.mode()
+        step = functools.partial(compiled, mode)
         inputs = (binding.arrays(), binding.grads(), args, kwargs)
-        out, (arrays, grads), ranges = compiled(*inputs) if place is None else place.run(compiled, inputs)
+        out, (arrays, grads), ranges = step(*inputs) if place is None else place.run(step, inputs)
+        step_counts = traced.get(mode, {})
         for check, (low, high) in zip(step_counts.get("checks", []), ranges):
             check.verify(int(low), int(high))  # an out-of-range index raises, as in eager mode
         binding.install(arrays, grads)
@@ -154,7 +140,7 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
 
     def lower(*args: Any, **kwargs: Any) -> Any:
         inputs = (binding.arrays(), binding.grads(), args, kwargs)
-        return compiled.lower(*(inputs if place is None else place(*inputs)))
+        return compiled.lower(binding.mode(), *(inputs if place is None else place(*inputs)))
 
     run.lower = lower  # type: ignore[attr-defined]
     return run

@@ -148,9 +148,11 @@ class Placement:
         return out
 
     def shardings(self, arrays: tuple, grads: list) -> tuple:
-        """Shardings matching ``(binding.arrays(), binding.grads())``."""
+        """Shardings matching ``(binding.arrays(), binding.grads())``; what follows parameters and
+        optimizer states (buffers, random keys) is replicated."""
         states = arrays[1]
-        return ((list(self.param_shardings), self._state_shardings(states)),
+        rest = tuple(self.replicated for _ in arrays[2:])
+        return ((list(self.param_shardings), self._state_shardings(states)) + rest,
                 [None if g is None else s for g, s in zip(grads, self.param_shardings)])
 
     # -- before the call ---------------------------------------------------------------------------
@@ -195,10 +197,10 @@ class Placement:
         """Inside the trace, before the step runs: every sharded parameter all-gathered (replicated),
         as ZeRO-3 / FSDP does, so the forward and backward passes run data parallel on whole
         parameters; the optimizer state stays sharded and ``constrain`` splits the update again."""
-        raws, states = arrays
+        raws, rest = arrays[0], tuple(arrays[1:])
         if all(s.spec == PartitionSpec() for s in self.param_shardings):
             return arrays
-        return [jax.lax.with_sharding_constraint(r, self.replicated) for r in raws], states
+        return ([jax.lax.with_sharding_constraint(r, self.replicated) for r in raws],) + rest
 
     def constrain(self, new: tuple) -> tuple:
         """Pin the step's new ``(arrays, grads)`` to the state's shardings (inside the trace)."""

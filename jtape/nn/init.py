@@ -1,9 +1,14 @@
-"""Weight initialisation: Xavier/Glorot and Kaiming/He, uniform and normal, from an explicit seed.
+"""Weight initialisation: Xavier/Glorot and Kaiming/He, uniform and normal, drawn with ``jax.random``.
 
-Every helper takes the shape, the backend and ``seed`` (an int for ``np.random.default_rng``;
-None draws fresh entropy) and returns a new leaf Tensor. Fans follow PyTorch's convention: for
-a weight ``[out, in]``, fan_in = in and fan_out = out; for a conv kernel ``[Cout, Cin, KH, KW]``,
-fan_in = Cin·KH·KW and fan_out = Cout·KH·KW.
+Every helper takes the shape, optionally the backend (default: ``jtape.default_backend()``), and
+``seed=`` (an int: ``jax.random.PRNGKey(seed)``) or ``key=`` (a ``jax.random`` key); with neither
+it takes the next key of the process default generator (``jtape.random.seed(n)``). It returns a
+new leaf Tensor. The values are drawn with jax and then put on the backend, so a NumpyBackend
+gets exactly the values a JaxBackend does. The four scaled initialisers are
+``jax.nn.initializers.variance_scaling`` with plain (untruncated) normals, as PyTorch's are.
+Fans follow PyTorch's convention: for a weight ``[out, in]``, fan_in = in and fan_out = out; for
+a conv kernel ``[Cout, Cin, KH, KW]``, fan_in = Cin·KH·KW and fan_out = Cout·KH·KW (jax's
+``in_axis=1, out_axis=0``: the receptive field is the product of the other dims).
 
 Why these scales: a unit with n inputs of variance 1 and weights of variance σ² has output
 variance n·σ². Xavier keeps the variance of activations *and* gradients steady through a linear
@@ -17,9 +22,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
+import jax
 
-from ..tensor import creation
+from ..tensor import creation, random
+from ..tensor.defaults import resolve
 from ..tensor.dtype import DataType
 from ..tensor.tensor import Tensor
 
@@ -51,60 +57,79 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
                      f"leaky_relu or selu")
 
 
-def _tensor(values: np.ndarray, backend: Any, dtype: DataType | str) -> Tensor:
-    return creation.from_numpy(values, backend, DataType.of(dtype))
+def _tensor(values: Any, backend: Any, dtype: DataType) -> Tensor:
+    backend = resolve(backend)
+    raw = random.on_backend(values, backend, dtype)
+    raw.requires_grad = True
+    return Tensor(raw, backend)
 
 
-def uniform(shape: Sequence[int], backend: Any, *, low: float = 0.0, high: float = 1.0, seed: int | None = None,
-            dtype: DataType | str = "float32") -> Tensor:
+def _draw(initializer: Any, shape: Sequence[int], backend: Any, seed: int | None, key: Any,
+          dtype: DataType | str) -> Tensor:
+    dt = DataType.of(dtype)
+    return _tensor(initializer(random.key(seed, key), tuple(shape), random.draw_dtype(dt)), backend, dt)
+
+
+def uniform(shape: Sequence[int], backend: Any = None, *, low: float = 0.0, high: float = 1.0,
+            seed: int | None = None, key: Any = None, dtype: DataType | str = "float32") -> Tensor:
     """Samples of U(low, high)."""
-    return _tensor(np.random.default_rng(seed).uniform(low, high, tuple(shape)), backend, dtype)
+    def draw(k: Any, shp: tuple, dt: Any) -> Any:
+        return jax.random.uniform(k, shp, dt, minval=low, maxval=high)
+    return _draw(draw, shape, backend, seed, key, dtype)
 
 
-def normal(shape: Sequence[int], backend: Any, *, mean: float = 0.0, std: float = 1.0, seed: int | None = None,
-           dtype: DataType | str = "float32") -> Tensor:
+def normal(shape: Sequence[int], backend: Any = None, *, mean: float = 0.0, std: float = 1.0,
+           seed: int | None = None, key: Any = None, dtype: DataType | str = "float32") -> Tensor:
     """Samples of N(mean, std²)."""
-    return _tensor(np.random.default_rng(seed).normal(mean, std, tuple(shape)), backend, dtype)
+    def draw(k: Any, shp: tuple, dt: Any) -> Any:
+        return mean + std * jax.random.normal(k, shp, dt)
+    return _draw(draw, shape, backend, seed, key, dtype)
 
 
-def zeros(shape: Sequence[int], backend: Any, *, seed: int | None = None, dtype: DataType | str = "float32") -> Tensor:
-    """Zeros (``seed`` is accepted, and ignored, so it fits wherever an initializer does)."""
-    return creation.zeros(tuple(shape), backend, dtype)
+def zeros(shape: Sequence[int], backend: Any = None, *, seed: int | None = None, key: Any = None,
+          dtype: DataType | str = "float32") -> Tensor:
+    """Zeros (``seed`` and ``key`` are accepted, and ignored, so it fits wherever an initializer does)."""
+    return creation.zeros(tuple(shape), resolve(backend), dtype)
 
 
-def xavier_uniform(shape: Sequence[int], backend: Any, *, gain: float = 1.0, seed: int | None = None,
-                   dtype: DataType | str = "float32") -> Tensor:
-    """Glorot uniform: U(-b, b) with b = gain · √(6 / (fan_in + fan_out))."""
-    fan_in, fan_out = fans(shape)
-    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    return uniform(shape, backend, low=-bound, high=bound, seed=seed, dtype=dtype)
+def _scaled(shape: Sequence[int], scale: float, mode: str, distribution: str) -> Any:
+    fans(shape)  # the rank check, with its message
+    return jax.nn.initializers.variance_scaling(scale, mode, distribution, in_axis=1, out_axis=0)
 
 
-def xavier_normal(shape: Sequence[int], backend: Any, *, gain: float = 1.0, seed: int | None = None,
-                  dtype: DataType | str = "float32") -> Tensor:
-    """Glorot normal: N(0, σ²) with σ = gain · √(2 / (fan_in + fan_out))."""
-    fan_in, fan_out = fans(shape)
-    return normal(shape, backend, std=gain * math.sqrt(2.0 / (fan_in + fan_out)), seed=seed, dtype=dtype)
+def xavier_uniform(shape: Sequence[int], backend: Any = None, *, gain: float = 1.0, seed: int | None = None,
+                   key: Any = None, dtype: DataType | str = "float32") -> Tensor:
+    """Glorot uniform: U(-b, b) with b = gain · √(6 / (fan_in + fan_out))
+    (``variance_scaling(gain², "fan_avg", "uniform")``)."""
+    return _draw(_scaled(shape, gain ** 2, "fan_avg", "uniform"), shape, backend, seed, key, dtype)
 
 
-def _kaiming_std(shape: Sequence[int], a: float, mode: str, nonlinearity: str) -> float:
+def xavier_normal(shape: Sequence[int], backend: Any = None, *, gain: float = 1.0, seed: int | None = None,
+                  key: Any = None, dtype: DataType | str = "float32") -> Tensor:
+    """Glorot normal: N(0, σ²) with σ = gain · √(2 / (fan_in + fan_out))
+    (``variance_scaling(gain², "fan_avg", "normal")``)."""
+    return _draw(_scaled(shape, gain ** 2, "fan_avg", "normal"), shape, backend, seed, key, dtype)
+
+
+def _kaiming(shape: Sequence[int], a: float, mode: str, nonlinearity: str, distribution: str) -> Any:
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"kaiming: got mode={mode!r}; expected 'fan_in' or 'fan_out'")
-    fan_in, fan_out = fans(shape)
-    return calculate_gain(nonlinearity, a) / math.sqrt(fan_in if mode == "fan_in" else fan_out)
+    return _scaled(shape, calculate_gain(nonlinearity, a) ** 2, mode, distribution)
 
 
-def kaiming_uniform(shape: Sequence[int], backend: Any, *, a: float = 0.0, mode: str = "fan_in",
-                    nonlinearity: str = "relu", seed: int | None = None, dtype: DataType | str = "float32") -> Tensor:
-    """He uniform: U(-b, b) with b = √3 · gain / √fan (gain √2 for ReLU; ``a`` is leaky_relu's slope)."""
-    bound = math.sqrt(3.0) * _kaiming_std(shape, a, mode, nonlinearity)
-    return uniform(shape, backend, low=-bound, high=bound, seed=seed, dtype=dtype)
+def kaiming_uniform(shape: Sequence[int], backend: Any = None, *, a: float = 0.0, mode: str = "fan_in",
+                    nonlinearity: str = "relu", seed: int | None = None, key: Any = None,
+                    dtype: DataType | str = "float32") -> Tensor:
+    """He uniform: U(-b, b) with b = √3 · gain / √fan (gain √2 for ReLU; ``a`` is leaky_relu's slope)
+    (``variance_scaling(gain², mode, "uniform")``)."""
+    return _draw(_kaiming(shape, a, mode, nonlinearity, "uniform"), shape, backend, seed, key, dtype)
 
 
-def kaiming_normal(shape: Sequence[int], backend: Any, *, a: float = 0.0, mode: str = "fan_in",
-                   nonlinearity: str = "relu", seed: int | None = None, dtype: DataType | str = "float32") -> Tensor:
-    """He normal: N(0, σ²) with σ = gain / √fan."""
-    return normal(shape, backend, std=_kaiming_std(shape, a, mode, nonlinearity), seed=seed, dtype=dtype)
+def kaiming_normal(shape: Sequence[int], backend: Any = None, *, a: float = 0.0, mode: str = "fan_in",
+                   nonlinearity: str = "relu", seed: int | None = None, key: Any = None,
+                   dtype: DataType | str = "float32") -> Tensor:
+    """He normal: N(0, σ²) with σ = gain / √fan (``variance_scaling(gain², mode, "normal")``)."""
+    return _draw(_kaiming(shape, a, mode, nonlinearity, "normal"), shape, backend, seed, key, dtype)
 
 
 # Short aliases, as in Keras.

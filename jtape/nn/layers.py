@@ -7,34 +7,52 @@ by its own rule. Nothing here is special-cased by the tape.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
+import jax
+import jax.numpy as jnp
 
+from ..tensor import random
 from ..tensor.args import Int, Pair
+from ..tensor.defaults import resolve
 from ..tensor.dtype import DataType
 from ..tensor.errors import ShapeError
 from ..tensor.tensor import Tensor
 from . import init
 from .module import Module, Parameter
 
-Initializer = Callable[..., Tensor]  # (shape, backend, *, seed, dtype) -> Tensor, as in jtape.nn.init
+Initializer = Callable[..., Tensor]  # (shape, backend, *, key, dtype) -> Tensor, as in jtape.nn.init
+
+
+def initial_weight(weight_init: Initializer, shape: tuple, backend: Any, seed: int | None, key: Any,
+                   dtype: DataType | str) -> Parameter:
+    """A layer's weight from ``weight_init``: given ``key=`` (``key``, ``PRNGKey(seed)``, or the next
+    key of the process default generator). An initializer written for seeds only — no ``key``
+    parameter — is given ``seed=`` as before."""
+    params = inspect.signature(weight_init).parameters
+    if "key" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return Parameter(weight_init(shape, backend, key=random.key(seed, key), dtype=dtype))
+    return Parameter(weight_init(shape, backend, seed=seed, dtype=dtype))
 
 
 class Linear(Module):
     """``y = x @ Wᵀ + b`` with ``weight`` [out, in] and ``bias`` [out] (as Born's Linear).
 
     ``x`` is [..., in]. The weight starts from ``weight_init`` (Xavier uniform by default, from
-    ``seed``), the bias at zeros. On the tape: LinearOp (one dot, no transposed copy of the
-    weight), AddOp (the bias gradient is the batch sum, by AddOp's unbroadcast).
+    ``key=``, ``seed=``, or the process default generator: ``jtape.random``), the bias at zeros.
+    ``backend`` defaults to ``jtape.default_backend()`` (PyTorch's order: ``Linear(64, 32)``;
+    ``Linear(64, 32, backend)`` works too). On the tape: LinearOp (one dot, no transposed copy of
+    the weight), AddOp (the bias gradient is the batch sum, by AddOp's unbroadcast).
     """
 
-    def __init__(self, in_features: int, out_features: int, backend: Any, *, bias: bool = True,
-                 seed: int | None = None, dtype: DataType | str = "float32",
+    def __init__(self, in_features: int, out_features: int, backend: Any = None, *, bias: bool = True,
+                 seed: int | None = None, key: Any = None, dtype: DataType | str = "float32",
                  weight_init: Initializer = init.xavier_uniform):
+        backend = resolve(backend)
         self.in_features, self.out_features = in_features, out_features
-        self.weight = Parameter(weight_init((out_features, in_features), backend, seed=seed, dtype=dtype))
+        self.weight = initial_weight(weight_init, (out_features, in_features), backend, seed, key, dtype)
         self.bias = Parameter(init.zeros((out_features,), backend, dtype=dtype)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -51,13 +69,15 @@ class Conv2D(Module):
     ``dilation`` spaces the kernel's taps; ``groups`` splits the channels into independent blocks
     (``groups = in_channels``: depthwise). The bias is reshaped to [1, Cout, 1, 1] and added with
     broadcasting (ReshapeOp + AddOp on the tape), so its gradient is g summed over batch, height
-    and width.
+    and width. ``backend`` defaults to ``jtape.default_backend()``; the weight's key is drawn as
+    ``Linear``'s is.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple, backend: Any, *,
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple, backend: Any = None, *,
                  stride: int | tuple = 1, padding: int | tuple = 0, dilation: int | tuple = 1, groups: int = 1,
-                 bias: bool = True, seed: int | None = None, dtype: DataType | str = "float32",
+                 bias: bool = True, seed: int | None = None, key: Any = None, dtype: DataType | str = "float32",
                  weight_init: Initializer = init.xavier_uniform):
+        backend = resolve(backend)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = Pair(min=1).normalize("Conv2D", "kernel_size", kernel_size)
         self.stride = Pair(min=1).normalize("Conv2D", "stride", stride)
@@ -68,7 +88,7 @@ class Conv2D(Module):
             raise ShapeError(f"Conv2D: got groups={groups} for in_channels={in_channels} and "
                              f"out_channels={out_channels}; expected groups to divide both")
         shape = (out_channels, in_channels // self.groups) + self.kernel_size
-        self.weight = Parameter(weight_init(shape, backend, seed=seed, dtype=dtype))
+        self.weight = initial_weight(weight_init, shape, backend, seed, key, dtype)
         self.bias = Parameter(init.zeros((out_channels,), backend, dtype=dtype)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -129,21 +149,27 @@ class Dropout(Module):
     """In training mode, zero each element with probability ``p`` and scale the rest by 1/(1-p),
     so the expected activation is unchanged; in eval mode, the identity.
 
-    The mask is drawn on the host from ``seed`` and multiplied in (MulOp): the gradient is g
-    times the same mask. Each call draws a new mask.
+    Each call draws a new mask with ``jax.random.bernoulli`` on the device, from the next key of
+    a generator: its own when ``seed=`` or ``key=`` was given, else the process default
+    (``jtape.random``). The mask (already scaled by 1/(1-p)) is multiplied in (MulOp): the
+    gradient is g times the same mask. Under ``jtape.jit`` the generator's key is carried state,
+    so every compiled step draws a new mask — the one an eager step would have drawn.
     """
 
-    def __init__(self, p: float = 0.5, *, seed: int | None = None):
+    def __init__(self, p: float = 0.5, *, seed: int | None = None, key: Any = None):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: got p={p}; expected 0 <= p < 1")
         self.p = p
-        self._rng = np.random.default_rng(seed)
+        # its own stream when given seed= or key=; None: the process default (found again after a copy)
+        self.generator = None if seed is None and key is None else random.Generator(seed, key=key)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0:
             return x
-        keep = (self._rng.random(tuple(x.shape)) >= self.p) / (1.0 - self.p)
-        return x * Tensor(x.backend.from_numpy(keep, x.dtype), x.backend)
+        keep = jax.random.bernoulli(random.key(generator=self.generator), 1.0 - self.p, tuple(x.shape))
+        dt = x.dtype.numpy
+        mask = jnp.where(keep, jnp.asarray(1.0 / (1.0 - self.p), dt), jnp.asarray(0.0, dt))
+        return x * mask
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -69,6 +69,10 @@ class Buffer(Tensor):
         super().__init__(raw, backend)
 
     def assign(self, value: Any) -> None:
+        """Swap in new values: a RawTensor, or a Tensor (its values, as a constant: no gradient
+        reaches a buffer)."""
+        if isinstance(value, Tensor):
+            value = value.raw()
         super().assign(value)
         self.raw().requires_grad = False
 
@@ -231,29 +235,33 @@ class Module:
 
     # -- saving and loading ------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Each parameter's values as a NumPy array (a copy), by dotted name."""
-        return {name: np.array(p.numpy()) for name, p in self.named_parameters()}
+        """Each parameter's and each buffer's values as a NumPy array (a copy), by dotted name
+        (parameters first, then buffers, as PyTorch lists them)."""
+        state = {name: np.array(p.numpy()) for name, p in self.named_parameters()}
+        state.update((name, np.array(b.numpy())) for name, b in self.named_buffers())
+        return state
 
     def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
-        """Set each parameter from ``state`` (name -> array-like), converted to the parameter's dtype.
+        """Set each parameter and buffer from ``state`` (name -> array-like), converted to its dtype.
 
         With ``strict``, missing and unexpected names raise a KeyError. Shapes must match.
-        Each parameter gets a new RawTensor (see the module docstring) and no ``.grad``.
+        Each tensor gets a new RawTensor (see the module docstring); parameters get no ``.grad``.
         """
-        params = dict(self.named_parameters())
-        missing = [k for k in params if k not in state]
-        unexpected = [k for k in state if k not in params]
+        tensors: dict[str, Tensor] = dict(self.named_parameters())
+        tensors.update(self.named_buffers())
+        missing = [k for k in tensors if k not in state]
+        unexpected = [k for k in state if k not in tensors]
         if strict and (missing or unexpected):
             raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}; "
-                           f"expected exactly the names {list(params)}")
-        for name, p in params.items():
+                           f"expected exactly the names {list(tensors)}")
+        for name, t in tensors.items():
             if name not in state:
                 continue
             arr = np.asarray(state[name])
-            if arr.shape != tuple(p.shape):
-                raise ShapeError(f"load_state_dict: {name!r} has shape {arr.shape}; expected {tuple(p.shape)}")
-            p.zero_grad()
-            p.assign(p.backend.from_numpy(arr, p.dtype))
+            if arr.shape != tuple(t.shape):
+                raise ShapeError(f"load_state_dict: {name!r} has shape {arr.shape}; expected {tuple(t.shape)}")
+            t.zero_grad()
+            t.assign(t.backend.from_numpy(arr, t.dtype))
 
     def save(self, path: Any) -> None:
         """Write ``state_dict()`` to an ``.npz`` file (np.savez: plain arrays, no pickle).

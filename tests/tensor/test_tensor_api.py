@@ -57,8 +57,8 @@ def test_creation(inner):
     np.testing.assert_array_equal(r1, r2)
     k = tensor.rand((1000,), inner, key=jax.random.PRNGKey(0)).numpy()
     assert 0.0 <= k.min() and k.max() < 1.0
-    with pytest.raises(ValueError, match="exactly one of seed= .* or key="):
-        tensor.randn((2,), inner)
+    with pytest.raises(tensor.ArgumentError, match="expected at most one of seed= and key="):
+        tensor.randn((2,), inner, seed=0, key=jax.random.PRNGKey(0))
     assert tensor.zeros_like(t).shape == t.shape and tensor.ones_like(t).numpy().sum() == 6
 
 
