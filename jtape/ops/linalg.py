@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import string
 from typing import Any
 
@@ -97,7 +98,8 @@ class LinearOp(Operation):
     fuse = True
 
     def vjp(self, g, out, x, w):
-        rows_g, rows_x = g.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1])
+        rows = math.prod(x.shape[:-1])             # explicit: reshape(-1, 0) is ambiguous when in = 0
+        rows_g, rows_x = g.reshape(rows, w.shape[0]), x.reshape(rows, w.shape[1])
         return [(rows_g @ w).reshape(x.shape), swap_last(rows_g) @ rows_x]
 
 
