@@ -43,8 +43,7 @@ import optax
 import jtape
 from jtape import autodiff, nn, optim, tensor
 from jtape.backends import JaxBackend, NumpyBackend
-
-Tensor = tensor.Tensor
+from jtape.tensor import Tensor
 
 
 # -- the text --------------------------------------------------------------------------------------
@@ -74,9 +73,6 @@ class Vocabulary:
     def __init__(self, text: str):
         self.chars = sorted(set(text))
         self.ids = {c: i for i, c in enumerate(self.chars)}
-
-    def __len__(self) -> int:
-        return len(self.chars)
 
     def encode(self, text: str) -> np.ndarray:
         return np.array([self.ids[c] for c in text], dtype=np.int32)
@@ -277,11 +273,9 @@ def sample(last_logits: Any, backend: Any, vocab: Vocabulary, prompt: np.ndarray
     window, out = prompt.copy(), []
     for _ in range(n):
         logits = last_logits(tensor.from_numpy(window[None], backend, requires_grad=False)).numpy()[0]
-        z = logits.astype(np.float64) / temperature
-        p = np.exp(z - z.max())
-        nxt = rng.choice(len(p), p=p / p.sum())
-        out.append(nxt)
-        window = np.append(window[1:], np.int32(nxt))
+        p = np.exp((logits - logits.max()).astype(np.float64) / temperature)
+        out.append(rng.choice(len(p), p=p / p.sum()))
+        window = np.append(window[1:], np.int32(out[-1]))
     return vocab.decode(out)
 
 
@@ -293,7 +287,7 @@ def train(args: argparse.Namespace) -> dict:
     vocab = Vocabulary(train_text + held_text)
     train_ids, held = vocab.encode(train_text), windows(vocab.encode(held_text), args.block_size)
     backend = make_backend(args.backend)
-    model = CharTransformer(len(vocab), args.block_size, args.d_model, args.heads, args.layers, args.dropout,
+    model = CharTransformer(len(vocab.chars), args.block_size, args.d_model, args.heads, args.layers, args.dropout,
                             backend, seed=args.seed)
     warmup = min(args.warmup, args.steps // 2)
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, warmup, max(args.steps, warmup + 1), args.lr / 10)
@@ -301,8 +295,9 @@ def train(args: argparse.Namespace) -> dict:
     compiled = not args.eager and args.backend == "jax"
     train_step, eval_loss, last_logits = make_steps(model, opt, backend, compiled)
     rng, key = np.random.default_rng(args.seed), jax.random.PRNGKey(args.seed)
-    history: dict[str, list] = {"step": [], "loss": [], "eval_step": [], "held_out": [], "eval_seconds": []}
-    start = time.perf_counter()
+    history: dict[str, list] = {"step": [], "loss": [], "eval_step": [], "held_out": [], "eval_seconds": [],
+                                "eval_cpu_seconds": []}
+    start, cpu_start = time.perf_counter(), time.process_time()
     bar = tqdm(range(1, args.steps + 1), desc="training", unit="step", disable=args.quiet)
     for step in bar:
         x, y = batch(train_ids, rng, args.batch_size, args.block_size)
@@ -315,13 +310,15 @@ def train(args: argparse.Namespace) -> dict:
             history["eval_step"].append(step)
             history["held_out"].append(held_out_loss(eval_loss, backend, held, args.eval_batch))
             history["eval_seconds"].append(time.perf_counter() - start)
+            history["eval_cpu_seconds"].append(time.process_time() - cpu_start)   # all threads: the work done
             bar.set_postfix(loss=f"{history['loss'][-1]:.3f}", held_out=f"{history['held_out'][-1]:.3f}")
             if not args.quiet:
                 bar.write(f"step {step}: training loss {np.mean(history['loss'][-args.eval_every:]):.4f}, held-out "
-                          f"{history['held_out'][-1]:.4f} nats/char, {history['eval_seconds'][-1]:.0f} s")
+                          f"{history['held_out'][-1]:.4f} nats/char, {history['eval_seconds'][-1]:.0f} s "
+                          f"({history['eval_cpu_seconds'][-1]:.0f} s of CPU)")
         if out_of_time:
             break
-    history["seconds"] = time.perf_counter() - start
+    history["seconds"], history["cpu_seconds"] = time.perf_counter() - start, time.process_time() - cpu_start
     prompt = held[0][0]
     samples = [sample(last_logits, backend, vocab, prompt, args.sample_chars, rng) for _ in range(args.samples)]
     return {"model": model, "backend": backend, "history": history, "samples": samples,
@@ -391,7 +388,8 @@ def main(argv: list[str] | None = None) -> dict:
     model.save(out / "weights.npz")
     params = sum(p.shape.size for p in model.parameters())
     print(f"held-out loss: {history['held_out'][-1]:.4f} nats/char ({result['held_out_chars']} characters) after "
-          f"{history['step'][-1]} steps, {history['seconds']:.1f} s ({mode}); {params} parameters; wrote {out}")
+          f"{history['step'][-1]} steps, {history['seconds']:.1f} s ({history['cpu_seconds']:.1f} s of CPU; {mode}); "
+          f"{params} parameters; wrote {out}")
     for i, text in enumerate(result["samples"]):
         print(f"--- sample {i + 1} (after {result['prompt'][-40:]!r}) ---\n{text}")
     return {"held_out": history["held_out"][-1], "history": history, "samples": result["samples"],
