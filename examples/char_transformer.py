@@ -3,7 +3,7 @@
 The text is the documentation CPython ships in ``pydoc_data.topics`` (the ``help()`` topics), so
 nothing is downloaded. Each paragraph is kept once (the topics repeat one another), leaving about
 377,000 characters; they are cut into blocks of 1,000 and every 10th block is held out, so the
-held-out text (about 37,000 characters) samples every topic and is not seen in training.
+held-out text (about 37,000 characters) samples every topic without repeating the training text.
 
 The model is written out here, nanoGPT-style, from Tensor methods, as a teaching example:
 token + position embeddings (the ``embedding`` op on two Parameters), ``--layers`` pre-norm blocks
@@ -180,8 +180,6 @@ class Block(nn.Module):
 class CharTransformer(nn.Module):
     """ids [B, T] -> logits [B, T, vocab]: embeddings, ``layers`` blocks, a final norm, a linear head."""
 
-    DROPOUT_SITES_PER_BLOCK = 3
-
     def __init__(self, vocab: int, block_size: int, d_model: int, heads: int, layers: int, p: float,
                  backend: Any, seed: int = 0):
         init = Initializers(seed, layers)
@@ -198,7 +196,7 @@ class CharTransformer(nn.Module):
         t = ids.shape[1]
         if t > self.block_size:
             raise ValueError(f"CharTransformer: got {t} positions; expected at most block_size={self.block_size}")
-        sites = 1 + self.DROPOUT_SITES_PER_BLOCK * len(self.blocks)
+        sites = 1 + 3 * len(self.blocks)   # embeddings; per block: attention weights and output, MLP output
         keys = list(jax.random.split(key, sites)) if key is not None and self.training else [None] * sites
         x = self.token_embedding.embedding(ids) + self.position_embedding.embedding(self.positions[:t])
         x = dropout(x, self.p, keys.pop())
@@ -227,12 +225,13 @@ def windows(data: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def make_backend(name: str) -> autodiff.AutodiffBackend:
+    """jtape's tape over JaxBackend ("jax") or NumpyBackend ("numpy")."""
     return autodiff.new(JaxBackend() if name == "jax" else NumpyBackend())
 
 
 def make_steps(model: CharTransformer, opt: optim.Optimizer, backend: Any, compiled: bool) -> tuple:
-    """The training step (forward, backward, AdamW) and the no-grad held-out loss; compiled with
-    ``jtape.jit`` into one XLA program each, or run eagerly op by op on the tape."""
+    """The training step (forward, backward, AdamW), the no-grad loss and the next-character logits;
+    compiled with ``jtape.jit`` into one XLA program each, or run eagerly on the tape."""
 
     def train_step(ids: Tensor, targets: Tensor, key: Any) -> Tensor:
         loss = model.loss(ids, targets, key)
