@@ -128,7 +128,8 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
             binding.place_keys()     # a key a mesh step left replicated comes to the parameters' device
         mode = binding.mode()
         step = functools.partial(compiled, mode)
-        inputs = (binding.arrays(), binding.grads(), args, kwargs)
+        state = binding.arrays() if place is not None else _committed(binding.arrays())
+        inputs = (state, binding.grads(), args, kwargs)
         out, (arrays, grads), ranges = step(*inputs) if place is None else place.run(step, inputs)
         step_counts = traced.get(mode, {})
         for check, (low, high) in zip(step_counts.get("checks", []), ranges):
@@ -144,3 +145,14 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
 
     run.lower = lower  # type: ignore[attr-defined]
     return run
+
+
+def _committed(tree: Any) -> Any:
+    """The state's arrays committed to their device. A fresh optimizer state (optax's init) is
+    uncommitted, while every array a call returns is committed: without this, jax.jit would see a
+    new input placement on the second call and compile the step a second time."""
+    def commit(a: Any) -> Any:
+        if isinstance(a, jax.Array) and not a.committed and not isinstance(a, jax.core.Tracer):
+            return jax.device_put(a, next(iter(a.devices())))
+        return a
+    return jax.tree_util.tree_map(commit, tree)
