@@ -143,6 +143,9 @@ class KernelBackend:
                 self._collectors[-1].append(IndexCheck(op, what, size, detail, low, high))
             return                          # a user's own jax.jit of backend ops: JAX's rule applies
         low, high = self._min_max(index.data)
+        if self._is_traced(low):            # concrete values captured by a trace: read them on the host
+            values = np.asarray(index.data)
+            low, high = values.min(), values.max()
         IndexCheck(op, what, size, detail, low, high).verify(int(low), int(high))
 
     @contextmanager

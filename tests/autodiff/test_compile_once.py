@@ -37,3 +37,31 @@ def test_a_compiled_step_compiles_once(caplog):
     compiles = [r for r in caplog.records if "Compiling" in r.getMessage() and "pure" in r.getMessage()]
     assert len(compiles) == 1, [r.getMessage()[:120] for r in compiles]
     assert opt.steps == 4
+
+
+def test_index_values_captured_by_a_compiled_step_are_checked():
+    """Targets captured by closure (concrete inside the trace): in range they train, out of range
+    the call raises at the line, as eagerly."""
+    from jtape.tensor.errors import ShapeError
+    import pytest
+
+    backend = autodiff.new(JaxBackend("cpu"))
+    model = nn.Linear(4, 3, backend, seed=0)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    x = tensor.from_numpy(np.ones((2, 4), np.float32), backend, requires_grad=False)
+
+    def make_step(targets):
+        y = tensor.from_numpy(np.array(targets, np.int32), backend, requires_grad=False)
+
+        @jtape.jit(state=[model, opt])
+        def step(x):
+            loss = model(x).cross_entropy(y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            return loss
+        return step
+
+    assert np.isfinite(make_step([0, 2])(x).item())
+    with pytest.raises(ShapeError, match=r"cross_entropy: got targets values in \[0, 5\]"):
+        make_step([0, 5])(x)
