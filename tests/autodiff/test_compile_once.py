@@ -42,8 +42,9 @@ def test_a_compiled_step_compiles_once(caplog):
 def test_index_values_captured_by_a_compiled_step_are_checked():
     """Targets captured by closure (concrete inside the trace): in range they train, out of range
     the call raises at the line, as eagerly."""
-    from jtape.tensor.errors import ShapeError
     import pytest
+
+    from jtape.tensor.errors import ShapeError
 
     backend = autodiff.new(JaxBackend("cpu"))
     model = nn.Linear(4, 3, backend, seed=0)
