@@ -89,8 +89,10 @@ class ModuleList(Module):
 class ModuleDict(Module):
     """Modules by string key, in insertion order (``"q.weight"``, ``"k.weight"``, …).
 
-        self.heads = nn.ModuleDict({"q": nn.Linear(8, 8), "k": nn.Linear(8, 8)})
-        q = self.heads["q"](x)
+    ```python
+    self.heads = nn.ModuleDict({"q": nn.Linear(8, 8), "k": nn.Linear(8, 8)})
+    q = self.heads["q"](x)
+    ```
     """
 
     def __init__(self, modules: Mapping[str, Module] | Iterable[tuple[str, Module]] | None = None):
