@@ -130,12 +130,12 @@ def ref_elu(x, alpha=1.0, at=None):
 
 
 def ref_log_softmax(x, dim=-1, at=None):
-    shifted = x - lax.stop_gradient(jnp.max(x, axis=dim, keepdims=True))
+    shifted = x - lax.stop_gradient(jnp.max(x, axis=dim, keepdims=True, initial=-jnp.inf))   # (empty: -inf)
     return shifted - jnp.log(jnp.sum(jnp.exp(shifted), axis=dim, keepdims=True))
 
 
 def ref_logsumexp(x, dim, keep_dim, at=None):
-    m = lax.stop_gradient(jnp.max(x, axis=dim, keepdims=True))
+    m = lax.stop_gradient(jnp.max(x, axis=dim, keepdims=True, initial=-jnp.inf))   # an empty sum: log 0 = -inf
     out = jnp.log(jnp.sum(jnp.exp(x - m), axis=dim, keepdims=True)) + m
     return out if keep_dim else jnp.squeeze(out, axis=dim)
 

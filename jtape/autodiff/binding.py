@@ -91,6 +91,8 @@ class Binding:
         for g in self.generators:
             key = g.key
             if getattr(key, "sharding", where) != where:
+                if not getattr(key, "is_fully_addressable", True):   # replicated over a multi-process mesh:
+                    key = key.addressable_data(0)                    # this process's copy (no cross-host move)
                 g.key = jax.device_put(key, where)
 
     def grads(self) -> list:

@@ -40,6 +40,7 @@ _ndarray = np.ndarray
 MAX_PENDING = 20_000      # flush anyway past this many pending ops (memory stays bounded)
 MAX_PROGRAMS = 32         # compiled programs kept per backend (least recently used dropped)
 MAX_SEEN = 1024           # structures remembered (a changing shape every step cannot grow this)
+MAX_PROGRAM_OPS = 4000    # larger programs run op by op: XLA's compile time grows faster than their run time
 
 
 class Node(NamedTuple):
@@ -157,8 +158,9 @@ class Deferred:
         if len(self.seen) > MAX_SEEN:
             self.seen.popitem(last=False)
         entry = self.programs.pop(spec, None)
-        if entry is None and count < 2:        # first sight: op by op, nothing compiled
-            execute = self.inner.execute
+        walked = 0 if walk is None else len(walk[0])
+        if entry is None and (count < 2 or len(nodes) + walked > MAX_PROGRAM_OPS):   # first sight, or huge:
+            execute = self.inner.execute                                              # op by op, no compile
             for node, out in zip(nodes, outs):
                 out.data = execute(node.op, node.inputs, node.statics, node.shape, node.dtype).data
             return None

@@ -143,7 +143,8 @@ class AmaxOp(_ExtremumOp):
     Derivation: where one element x_m is the largest, out = x_m near x, so ∂out/∂x_m = 1 and every
     other slope is 0. Where c elements tie, the maximum is not differentiable; jtape takes (as jax
     and torch.amax do) the average of the one-sided choices, slope 1/c for each tied element:
-        hit = [x == out],   grad_x = hit / Σ_dim hit · g   (out and g put back at size 1 along dim).
+        grad_x = g · h / Σ_dim h
+    where h is 1 where x equals out and 0 elsewhere (out and g put back at size 1 along dim).
     Saves: dim, keep_dim (and x, out).
     """
 
@@ -164,7 +165,8 @@ class AminOp(_ExtremumOp):
 
     Derivation: as AmaxOp with the smallest element: slope 1 at the unique minimum, 1/c at each of
     c tied minima, 0 elsewhere:
-        hit = [x == out],   grad_x = hit / Σ_dim hit · g.
+        grad_x = g · h / Σ_dim h
+    where h is 1 where x equals out and 0 elsewhere.
     Saves: dim, keep_dim (and x, out).
     """
 

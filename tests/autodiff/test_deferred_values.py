@@ -82,3 +82,28 @@ def test_another_backends_or_devices_tensor_raises_at_the_op():
     with pytest.raises(BackendError, match=r"^exp: got a tensor holding \w+ on gpu"):
         backend.exp(elsewhere)
     assert backend.tape().num_ops() == 0
+
+
+def test_a_program_past_the_size_bound_runs_op_by_op_and_is_never_compiled(monkeypatch):
+    """XLA's compile time grows faster than a huge program's run time (a 10⁵-op chain flushes the
+    same 20,000-op structure again and again): past MAX_PROGRAM_OPS a structure runs op by op."""
+    from jtape.autodiff import deferred
+
+    monkeypatch.setattr(deferred, "MAX_PROGRAM_OPS", 10)
+    backend = _backend(True)
+    x = tensor.from_numpy(np.array([1.0, 2.0], np.float32), backend)
+    for _ in range(3):                               # the same 12-op step three times
+        y = x
+        for _ in range(6):
+            y = (y * 1.5).sin()
+        y.sum().backward()
+    assert backend._deferred.compiles == 0
+    np.testing.assert_allclose(x.grad.numpy(), _chain_grad(np.array([1.0, 2.0])) * 3, rtol=1e-5)
+
+
+def _chain_grad(x: np.ndarray) -> np.ndarray:
+    g = np.ones_like(x)
+    for _ in range(6):
+        g = g * 1.5 * np.cos(x * 1.5)
+        x = np.sin(x * 1.5)
+    return g
