@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 from ..tensor.errors import JtapeError
 
+PEER_FAILURE_EXIT_CODE = 75  # EX_TEMPFAIL: the job can be restarted from its last checkpoint
+
 
 class DistributedError(JtapeError, RuntimeError):
     """A multi-process run that cannot start or go on: bad settings, a dead or stalled peer."""

@@ -32,6 +32,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from .env import PEER_FAILURE_EXIT_CODE
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port on ``host`` that nothing listens on right now."""
@@ -120,8 +122,10 @@ def launch(command: Sequence[str], n: int, *, timeout: float = 600.0, grace: flo
                     after = f"{now - first[2]:.1f} s after process {first[0]} failed, on its own" if first else \
                         f"after {now - start:.1f} s"
                     say(f"process {i} exited with code {code} {after}")
-                    if code and first is None:
-                        first = (i, code, now)
+                    # The root cause: a process that saw a peer fail (PEER_FAILURE_EXIT_CODE) reports
+                    # another's death, so a real failure found in the grace period replaces it.
+                    if code and (first is None or (first[1] == PEER_FAILURE_EXIT_CODE != code)):
+                        first = (i, code, now if first is None else first[2])
                         if len(ended) < n:
                             say(f"waiting up to {grace:g} s for the other processes to stop, then killing them")
             if len(ended) == n:

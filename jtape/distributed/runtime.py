@@ -36,9 +36,8 @@ import jax
 import numpy as np
 
 from ..tensor.errors import JtapeError
-from .env import ClusterSpec, DistributedError, resolve
+from .env import PEER_FAILURE_EXIT_CODE, ClusterSpec, DistributedError, resolve
 
-PEER_FAILURE_EXIT_CODE = 75  # EX_TEMPFAIL: the job can be restarted from its last checkpoint
 
 _state: dict[str, Any] = {"spec": None, "peer_failed": False}
 
