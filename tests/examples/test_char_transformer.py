@@ -96,8 +96,9 @@ def test_dropout_masks_follow_the_key(example):
         clean = model.loss(x, x).item()
         model.eval()
         off = model.loss(x, x, jax.random.PRNGKey(0)).item()
-    assert a != b and a == again
-    assert off == clean                                                   # eval mode: no dropout
+    # (deferred eager runs a structure op by op the first time and compiled after: equal to rounding)
+    assert abs(a - b) > 1e-3 and a == pytest.approx(again, rel=1e-6)
+    assert off == pytest.approx(clean, rel=1e-6)                          # eval mode: no dropout
 
 
 def test_bad_configuration_says_what_it_got(example):
