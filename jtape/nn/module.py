@@ -25,6 +25,17 @@ from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
 
 
+def _raw_and_backend(kind: str, data: Tensor | RawTensor, backend: Any) -> tuple[RawTensor, Any]:
+    """What ``Parameter(...)`` / ``Buffer(...)`` wrap: a Tensor's RawTensor and backend (``backend``
+    overrides it), or a RawTensor with the backend given."""
+    if isinstance(data, Tensor):
+        return data.raw(), data.backend if backend is None else backend
+    if backend is None:
+        raise ArgumentError(f"{kind}: got a RawTensor without a backend; expected {kind}(tensor) or "
+                            f"{kind}(raw, backend)")
+    return data, backend
+
+
 class Parameter(Tensor):
     """A trainable leaf tensor of a Module. ``Parameter(t)`` wraps a Tensor's RawTensor and backend.
 
@@ -34,13 +45,7 @@ class Parameter(Tensor):
     __slots__ = ()
 
     def __init__(self, data: Tensor | RawTensor, backend: Any = None):
-        if isinstance(data, Tensor):
-            raw, backend = data.raw(), data.backend if backend is None else backend
-        else:
-            raw = data
-        if backend is None:
-            raise ArgumentError("Parameter: got a RawTensor without a backend; expected Parameter(tensor) "
-                            "or Parameter(raw, backend)")
+        raw, backend = _raw_and_backend("Parameter", data, backend)
         if not raw.dtype.is_float:
             raise DTypeError(f"Parameter: got dtype {raw.dtype.value}; expected a float dtype")
         super().__init__(raw, backend)
@@ -58,13 +63,7 @@ class Buffer(Tensor):
     __slots__ = ()
 
     def __init__(self, data: Tensor | RawTensor, backend: Any = None):
-        if isinstance(data, Tensor):
-            raw, backend = data.raw(), data.backend if backend is None else backend
-        else:
-            raw = data
-        if backend is None:
-            raise ArgumentError("Buffer: got a RawTensor without a backend; expected Buffer(tensor) or "
-                                "Buffer(raw, backend)")
+        raw, backend = _raw_and_backend("Buffer", data, backend)
         raw.requires_grad = False
         super().__init__(raw, backend)
 
