@@ -79,11 +79,12 @@ class AutodiffBackend:
         if self._deferred is not None:
             self._deferred.flush()
 
-    def deferred_backward(self, seed_of: RawTensor, seed: RawTensor, keep: set, retain: bool) -> dict | None:
-        """The pending ops and the tape's walk as one program (see ``Deferred.backward``); None: walk op by op."""
+    def deferred_backward(self, seeds: dict, keep: Any, retain: bool) -> dict | None:
+        """The pending ops and the tape's walk as one program (see ``Deferred.backward``: a seed of
+        None is ones); None: walk op by op."""
         if self._deferred is None:
             return None
-        return self._deferred.backward(self._tape, seed_of, seed, keep, retain)
+        return self._deferred.backward(self._tape, seeds, list(keep), retain)
 
     def no_grad(self, fn: Callable[[], Any] | None = None) -> Any:
         """``backend.no_grad(fn)`` runs fn without recording; ``with backend.no_grad():`` too.

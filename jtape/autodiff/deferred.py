@@ -28,6 +28,7 @@ from collections import OrderedDict
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
@@ -54,6 +55,7 @@ class Node(NamedTuple):
     out: Any                # weakref to the result RawTensor
     shape: Any
     dtype: Any
+    checked: bool           # its index values were checked when it was recorded (none was pending)
 
 
 class Deferred:
@@ -64,6 +66,7 @@ class Deferred:
         self.device = inner.device()
         self.nodes: list[Node] = []
         self.lock = threading.RLock()
+        self._local = threading.local()     # per thread: did the op being recorded leave an index unchecked?
         self.programs: OrderedDict = OrderedDict()
         self.seen: OrderedDict = OrderedDict()
         self.compiles = 0          # how many programs were compiled (tests read it: the cache is bounded)
@@ -100,13 +103,16 @@ class Deferred:
                     self.inner.accepts(op.name, (t,))     # another backend's tensor: its BackendError
         if not (pending or dtype.floating):
             return None          # integer/bool results of known values (indices, masks) run now: checked now
+        checked = True
         if op.value_check is not None:
+            self._local.unchecked = False
             op.value_check(self, inputs, statics, op.name)     # index values known now are checked now
+            checked = not self._local.unchecked                # a pending index: the program checks it
         out = RawTensor(None, shape, dtype, device)
         ref = weakref.ref(out)
         out.data = _new_pending(Pending, (self.ref, ref))    # tuple.__new__: no Python call on this path
         with self.lock:
-            self.nodes.append(_new_node(Node, (op, inputs, statics, ref, shape, dtype)))
+            self.nodes.append(_new_node(Node, (op, inputs, statics, ref, shape, dtype, checked)))
             if len(self.nodes) >= MAX_PENDING:
                 self.flush()
         return out
@@ -123,36 +129,43 @@ class Deferred:
         it, and nothing is recorded); a pending one is checked by the program that computes it."""
         if index.data.__class__ is not Pending:
             self.inner.check_index_range(op, what, index, size, detail)
+        else:
+            self._local.unchecked = True
 
     # -- flushes -----------------------------------------------------------------------------------
     def flush(self) -> None:
         """Run every pending op (one program once the structure was seen before)."""
         with self.lock:
-            nodes, self.nodes = self.nodes, []
-            if nodes:
-                self._run(nodes, None)
+            if self.nodes:
+                self._run(self._take(), None)
 
-    def backward(self, tape: GradientTape, seed_of: RawTensor, seed: RawTensor, keep: set, retain: bool) -> dict | None:
-        """The pending forward ops and the walk from ``seed_of`` as one program: returns the gradient
-        of each tensor in ``keep`` (the leaves). Returns None when the walk must run op by op
-        instead — the first time this structure is seen (the pending ops have then run), or an op
-        written by hand or a released tensor on the tape. With ``retain`` the tape's tensors keep
-        their values (a later walk needs them)."""
+    def _take(self) -> list[Node]:
+        """The pending ops, leaving none (no caller keeps the list: ``_run`` counts references)."""
+        nodes, self.nodes = self.nodes, []
+        return nodes
+
+    def backward(self, tape: GradientTape, seeds: dict, keep: list, retain: bool) -> dict | None:
+        """The pending forward ops and the walk from ``seeds`` (``{output: ∂ℒ/∂output}``, where None
+        stands for ones of the output's shape, made inside the program) as one program: returns the
+        gradient of each tensor in ``keep`` (the leaves of ``Tensor.backward``, the sources of
+        ``gradient``), the walk pruned to what reaches them. Returns None when the walk must run op
+        by op instead — the first time this structure is seen (the pending ops have then run), or an
+        op written by hand, a released tensor or a seed not made on the tape (the op-by-op walk says
+        why). With ``retain`` the tape's tensors keep their values (a later walk needs them)."""
         ops = tape.operations()
         if (not all(type(op).op is not None for op in ops) or any(x.released for op in ops for x in op.inputs())
-                or not any(op.output() is seed_of for op in ops)):       # the op-by-op walk says why
+                or not _all_produced(ops, seeds)):
             self.flush()
             return None
         with self.lock:
-            nodes, self.nodes = self.nodes, []
-            return self._run(nodes, (ops, seed_of, seed, keep, retain))
+            return self._run(self._take(), (ops, seeds, keep, retain))
 
     # -- describing and running a program ----------------------------------------------------------
     def _run(self, nodes: list[Node], walk: tuple | None) -> dict | None:
-        outs = [node.out() for node in nodes]                   # None: a result nobody holds
-        nodes = [node for node, out in zip(nodes, outs) if out is not None]
-        outs = [out for out in outs if out is not None]
+        nodes = _needed(nodes)
+        outs = [node.out() for node in nodes]
         spec, args, outputs, keep = _describe(nodes, outs, walk)
+        spec = _Key(spec)
         count = self.seen.pop(spec, 0) + 1
         self.seen[spec] = count
         if len(self.seen) > MAX_SEEN:
@@ -165,7 +178,7 @@ class Deferred:
                 out.data = execute(node.op, node.inputs, node.statics, node.shape, node.dtype).data
             return None
         if entry is None:
-            run = _program(spec, self.inner)
+            run = _program(spec.spec, self.inner)
             entry = (jax.jit(run), run)
             self.compiles += 1
         self.programs[spec] = entry
@@ -175,12 +188,39 @@ class Deferred:
         values, grads, ranges = compiled([a.data for a in args])
         for node_index, value in zip(outputs, values):
             outs[node_index].data = value
+        if walk is not None and walk[3] and len(outputs) < len(nodes):
+            # A result only the kept tape holds stays pending (its op is queued again): a later walk
+            # or read computes it; usually the tape is cleared first, and it never runs again.
+            returned = set(outputs)
+            self.nodes[:0] = [node for i, node in enumerate(nodes) if i not in returned]
         for check, (low, high) in zip(run.checks, ranges):
             check.verify(int(low), int(high))   # an index out of range raises, as op by op
         if walk is None:
             return None
         device = self.inner.device()
         return {x: RawTensor(g, x.shape, x.dtype, device) for x, g in zip(keep, grads) if g is not None}
+
+
+def _all_produced(ops: list, seeds: dict) -> bool:
+    """Was every seeded tensor made by an op on the tape? (A function of its own: the set of outputs
+    must not be alive while ``_live_outputs`` counts the references to each output.)"""
+    produced = {op.output() for op in ops}
+    return all(out in produced for out in seeds)
+
+
+class _Key:
+    """A structure as a cache key: its hash computed once (a deep tuple rehashes on every lookup)."""
+
+    __slots__ = ("spec", "hash")
+
+    def __init__(self, spec: tuple):
+        self.spec, self.hash = spec, hash(spec)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (other.__class__ is _Key and self.hash == other.hash and self.spec == other.spec)
 
 
 def _describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> tuple:
@@ -201,38 +241,85 @@ def _describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> t
 
     node_specs = []
     for i, (node, out) in enumerate(zip(nodes, outs)):
-        ins = tuple(tuple(ref(t) for t in x) if x.__class__ is tuple else ref(x) for x in node.inputs)
-        node_specs.append((node.op.name, tuple(node.statics.items()), ins, node.shape, node.dtype))
+        ins = tuple([tuple([ref(t) for t in x]) if x.__class__ is tuple else ref(x) for x in node.inputs])
+        node_specs.append((node.op.name, tuple(node.statics.items()), ins, node.shape, node.dtype, out.requires_grad,
+                           node.checked))
         refs[id(out)] = ("n", i)
     walk_spec, keep = None, []
     if walk is not None:
-        ops, seed_of, seed, keep_set, _ = walk
-        op_specs = tuple((type(op), tuple(op.statics().items()), tuple(ref(x) for x in op.inputs()),
-                          ref(op.output())) for op in ops)
-        keep = sorted(keep_set, key=ref)                 # a canonical order: the same step, the same key
-        walk_spec = (op_specs, ref(seed_of), ref(seed), tuple(ref(x) for x in keep))
+        ops, seeds, keep_in, _ = walk
+        op_specs = []
+        for op in ops:
+            out_ref = ref(op.output())
+            if out_ref[0] == "n" and _recorded_from(op, nodes[out_ref[1]]):
+                op_specs.append(out_ref)        # the op recorded with pending op i: its inputs and statics
+            else:
+                op_specs.append((type(op), tuple(op.statics().items()), tuple([ref(x) for x in op.inputs()]), out_ref))
+        seed_specs = tuple([(ref(out), None if seed is None else ref(seed)) for out, seed in seeds.items()])
+        keep = sorted(set(keep_in), key=ref)             # a canonical order: the same step, the same key
+        walk_spec = (tuple(op_specs), seed_specs, tuple([ref(x) for x in keep]))
     outputs = _live_outputs(nodes, outs, walk)
     arg_meta = tuple((a.shape, a.dtype, a.requires_grad) for a in args)
     return (tuple(node_specs), arg_meta, walk_spec, tuple(outputs)), args, outputs, keep
+
+
+def _needed(nodes: list[Node]) -> list[Node]:
+    """The pending ops whose results can still be read: referenced from outside the pending ops (a
+    user's variable, a Tensor, an op on the tape), or read by such an op, transitively. The rest —
+    results nobody holds, and chains of them held only by each other — are dropped unrun."""
+    outs = [node.out() for node in nodes]           # None: a result nobody holds any more
+    internal: dict[int, int] = {}
+    for node in nodes:
+        for x in node.inputs:
+            for t in (x if x.__class__ is tuple else (x,)):
+                internal[id(t)] = internal.get(id(t), 0) + 1
+    index = {id(out): i for i, out in enumerate(outs) if out is not None}
+    # References: getrefcount's argument and the ``outs`` list (a Pending's are weak); indexed, not
+    # iterated (a loop variable would be one more).
+    needed = [outs[i] is not None and sys.getrefcount(outs[i]) - 2 - internal.get(id(outs[i]), 0) > 0
+              for i in range(len(outs))]
+    for i in range(len(nodes) - 1, -1, -1):
+        if needed[i]:
+            for x in nodes[i].inputs:
+                for t in (x if x.__class__ is tuple else (x,)):
+                    j = index.get(id(t))
+                    if j is not None:
+                        needed[j] = True
+    if all(needed):
+        return nodes
+    return [node for node, keep in zip(nodes, needed) if keep]
+
+
+def _recorded_from(op: Any, node: Node) -> bool:
+    """Was ``op`` recorded by the AutodiffBackend with pending op ``node`` (the same class, inputs —
+    flattened for a sequence parameter — and so statics)? Then the program rebuilds it from the node."""
+    if type(op) is not node.op.operation:
+        return False
+    inputs = node.inputs
+    if any(x.__class__ is tuple for x in inputs):
+        inputs = [t for x in inputs for t in (x if x.__class__ is tuple else (x,))]
+    return op._inputs == tuple(inputs)
 
 
 def _live_outputs(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> list[int]:
     """The pending ops whose results are referenced from outside the pending ops (a user's variable,
     a Tensor, the tape that a later walk reads): only those values leave the program; the rest stay
     inside it, where XLA need not store them. Counted with ``sys.getrefcount``; the references of
-    the pending ops' inputs — and, when this walk releases the tape, of its ops — are subtracted,
-    so a miscount can only keep a value, never lose one."""
+    the pending ops' inputs and of the walked tape's ops are subtracted (a released tape drops them;
+    a kept one gets them as pending ops, queued again), so a miscount can only keep a value, never
+    lose one."""
     internal: dict[int, int] = {}
     for node in nodes:
         for x in node.inputs:
             for t in (x if x.__class__ is tuple else (x,)):
                 internal[id(t)] = internal.get(id(t), 0) + 1
-    if walk is not None and not walk[4]:             # the tape is released after this walk
+    if walk is not None:             # the walk's tape: released after it, or kept (``_run`` queues its values again)
         for op in walk[0]:
             for t in (op.output(), *op.inputs()):
                 internal[id(t)] = internal.get(id(t), 0) + 1
-    # getrefcount's argument and the ``outs`` list are the other two references (a Pending's are weak).
-    return [i for i, out in enumerate(outs) if sys.getrefcount(out) - 2 - internal.get(id(out), 0) > 0]
+    # getrefcount's argument and the ``outs`` list are the other two references (a Pending's are
+    # weak). Indexed, not iterated: a loop variable would be one more reference.
+    return [i for i in range(len(outs)) if sys.getrefcount(outs[i]) - 2 - internal.get(id(outs[i]), 0) > 0]
 
 
 def _program(spec: tuple, inner: Any):
@@ -255,19 +342,46 @@ def _program(spec: tuple, inner: Any):
             return vals[r[1]] if r[0] == "n" else args[r[1]]
 
         with inner.traced_checks() as checks:
-            for name, statics, ins, shape, dtype in node_specs:
-                vals.append(inner.execute(REGISTRY[name], [get(r) for r in ins], dict(statics), shape, dtype))
-            grads: list = []
-            if walk_spec is not None:
-                op_specs, seed_of, seed, keep = walk_spec
-                tape = GradientTape(traced=True)
-                tape.start_recording()
-                for cls, statics, ins, out in op_specs:
-                    tape.record(cls(get(out), *[get(r) for r in ins], **dict(statics)))
-                keep_raws = [get(r) for r in keep]
-                got = tape.walk({get(seed_of): get(seed)}, inner, keep=set(keep_raws))
-                grads = [None if got.get(x) is None else got[x].data for x in keep_raws]
+            for name, statics, ins, shape, dtype, requires_grad, checked in node_specs:
+                if checked:      # its index values were checked when it was recorded: not again here
+                    with inner.traced_checks():
+                        out = inner.execute(REGISTRY[name], [get(r) for r in ins], dict(statics), shape, dtype)
+                else:
+                    out = inner.execute(REGISTRY[name], [get(r) for r in ins], dict(statics), shape, dtype)
+                out.requires_grad = requires_grad
+                vals.append(out)
+        grads: list = []
+        if walk_spec is not None:
+            # The rules' index checks (scatter_add back at the index its forward op read) repeat
+            # the forward ops' checks, which were made above or when the op was called: collected
+            # apart and dropped, so no rule adds an output — or a host sync — to the program.
+            with inner.traced_checks():
+                grads = _walk(walk_spec, node_specs, get, inner)
         run.checks = [c._replace(low=None, high=None) for c in checks]
         return [vals[i].data for i in outputs], grads, [(c.low, c.high) for c in checks]
     run.checks = []
     return run
+
+
+def _walk(walk_spec: tuple, node_specs: tuple, get: Any, inner: Any) -> list:
+    """Inside a program: the tape rebuilt around the traced tensors and walked with the same rules,
+    pruned to the kept tensors; their gradients' arrays (None where no gradient reaches one)."""
+    op_specs, seed_specs, keep = walk_spec
+    tape = GradientTape(traced=True)
+    tape.start_recording()
+    for spec in op_specs:
+        if spec[0] == "n":                      # recorded with pending op i
+            name, statics, ins = node_specs[spec[1]][:3]
+            inputs = [t for r in ins for t in (get(r) if r and r[0].__class__ is tuple else (get(r),))]
+            tape.record(REGISTRY[name].operation(get(spec), *inputs, **dict(statics)))
+        else:
+            cls, statics, ins, out = spec
+            tape.record(cls(get(out), *[get(r) for r in ins], **dict(statics)))
+    seeds = {}
+    for out_ref, seed_ref in seed_specs:
+        out = get(out_ref)
+        seeds[out] = (RawTensor(jnp.ones(tuple(out.shape), out.dtype.jax), out.shape, out.dtype, out.device)
+                      if seed_ref is None else get(seed_ref))
+    keep_raws = [get(r) for r in keep]
+    got = tape.walk(seeds, inner, keep=set(keep_raws), sources=keep_raws)
+    return [None if got.get(x) is None else got[x].data for x in keep_raws]

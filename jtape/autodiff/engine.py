@@ -103,15 +103,17 @@ def tensor_backward(t: Tensor, grad: Tensor | None = None, *, retain_graph: bool
         raise TapeError(f"Tensor.backward: got a tensor of shape {tuple(raw.shape)} and no gradient; a gradient can "
                         f"be created implicitly only for scalar outputs (one element) — expected t.sum().backward() "
                         f"or t.backward(grad) with a gradient of shape {tuple(raw.shape)}")
-    seed = _seed(raw, grad, backend, "Tensor.backward")
+    _need_float(raw, "Tensor.backward")
+    seed = None if grad is None else _seed(raw, grad, backend, "Tensor.backward")
     ops = tape.operations()
-    produced = {op.output() for op in ops}
-    leaves = {x for op in ops for x in op.inputs() if x not in produced and x.dtype.is_float}
+    leaves = _leaves(ops)
     grads = None
     if not create_graph and not watching(ops, trace) and hasattr(backend, "deferred_backward"):
-        wanted = {x for x in leaves if x.requires_grad}     # deferred mode: forward + walk, one program
-        grads = backend.deferred_backward(raw, seed, wanted, retain_graph)
+        wanted = [x for x in leaves if x.requires_grad]     # deferred mode: forward + walk, one program
+        grads = backend.deferred_backward({raw: seed}, wanted, retain_graph)
     if grads is None:
+        if seed is None:
+            seed = _ones_seed(raw, backend, "Tensor.backward")
         grads = tape.walk({raw: seed}, backend, keep=leaves, create_graph=create_graph, trace=trace)
     rules = backend if create_graph else plain(backend)
     for leaf in leaves:
@@ -122,6 +124,13 @@ def tensor_backward(t: Tensor, grad: Tensor | None = None, *, retain_graph: bool
             leaf.grad = g if leaf.grad is None else rules.add(leaf.grad, g)
     if not (retain_graph or create_graph):
         tape.release()
+
+
+def _leaves(ops: list) -> set:
+    """The float tensors the ops read that no op on the tape produced. (The set of outputs is freed
+    on return: a deferred program counts the references to each output to decide what it returns.)"""
+    produced = {op.output() for op in ops}
+    return {x for op in ops for x in op.inputs() if x not in produced and x.dtype.is_float}
 
 
 def gradient(tape: Any, backend: Any, target: Any, sources: Any, output_gradients: Any = None,
@@ -148,15 +157,22 @@ def gradient(tape: Any, backend: Any, target: Any, sources: Any, output_gradient
         if len(seeds_in) != len(targets):
             raise ValueError(f"gradient: got {len(seeds_in)} output_gradients for {len(targets)} targets; "
                              f"expected one each")
-    seeds: dict[RawTensor, RawTensor] = {}
-    for t, s in zip(targets, seeds_in):
-        raw = _raw(t, "gradient")
-        s_raw = _seed(raw, s, backend, "gradient")
-        seeds[raw] = s_raw if raw not in seeds else plain(backend).add(seeds[raw], s_raw)
+    raws = [_raw(t, "gradient") for t in targets]
     is_leaf = lambda x: isinstance(x, (Tensor, RawTensor))  # noqa: E731
     leaves = jax.tree_util.tree_leaves(sources, is_leaf=is_leaf)
     raw_sources = [_raw(s, "gradient") for s in leaves]
-    grads = tape.walk(seeds, backend, sources=raw_sources, create_graph=create_graph)
+    grads = None
+    if (not create_graph and output_gradients is None and len(set(raws)) == len(raws)
+            and getattr(backend, "deferred_backward", None) is not None):
+        for raw in raws:
+            _need_float(raw, "gradient")
+        grads = backend.deferred_backward(dict.fromkeys(raws), raw_sources, True)   # one program (deferred mode)
+    if grads is None:
+        seeds: dict[RawTensor, RawTensor] = {}
+        for raw, s in zip(raws, seeds_in):
+            s_raw = _seed(raw, s, backend, "gradient")
+            seeds[raw] = s_raw if raw not in seeds else plain(backend).add(seeds[raw], s_raw)
+        grads = tape.walk(seeds, backend, sources=raw_sources, create_graph=create_graph)
     check_sources("gradient", leaves, backend)       # (after the walk, which names a foreign target first)
 
     def lookup(src: Any) -> Any:

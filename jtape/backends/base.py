@@ -15,6 +15,7 @@ Composite ops (written with other ops) become methods too, calling this backend'
 
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
@@ -28,6 +29,7 @@ from ..tensor.registry import NotARawTensor, OpDef, subscribe
 from ..tensor.shape import Device, Shape
 
 _ndarray = np.ndarray
+_MAX_RANGES = 256     # index arrays whose range a backend remembers (see _remember_range)
 
 
 class KernelBackend:
@@ -40,6 +42,7 @@ class KernelBackend:
     def __init__(self) -> None:
         self._kernels: dict[str, Callable] = {}
         self._collectors: list[list] = []
+        self._ranges: dict[int, tuple] = {}     # id(index array) -> (weakref, min, max): see _remember_range
 
     # -- info and creation -----------------------------------------------------------------
     def name(self) -> str:
@@ -142,11 +145,38 @@ class KernelBackend:
                 low, high = self._min_max(index.data)
                 self._collectors[-1].append(IndexCheck(op, what, size, detail, low, high))
             return                          # a user's own jax.jit of backend ops: JAX's rule applies
-        low, high = self._min_max(index.data)
-        if self._is_traced(low):            # concrete values captured by a trace: read them on the host
-            values = np.asarray(index.data)
-            low, high = values.min(), values.max()
-        IndexCheck(op, what, size, detail, low, high).verify(int(low), int(high))
+        data = index.data
+        known = self._ranges.get(id(data))
+        if known is not None and known[0]() is data:   # this array's range was read before
+            low, high = known[1], known[2]
+        else:
+            low, high = self._min_max(data)
+            if self._is_traced(low):        # concrete values captured by a trace: read them on the host
+                values = np.asarray(data)
+                low, high = values.min(), values.max()
+            low, high = int(low), int(high)
+            self._remember_range(data, low, high)
+        IndexCheck(op, what, size, detail, low, high).verify(low, high)
+
+    def _remember_range(self, data: Any, low: int, high: int) -> None:
+        """Keep an index array's range, so the same targets used every step are read back once (a
+        host sync each). Only for arrays that cannot change (jax arrays; a NumPy array can be
+        written in place), held weakly — the entry goes with its array — and at most
+        ``_MAX_RANGES`` of them."""
+        if data.__class__ is _ndarray:
+            return
+        ranges, key = self._ranges, id(data)
+
+        def forget(ref: Any) -> None:
+            if ranges.get(key, (None,))[0] is ref:
+                del ranges[key]
+        try:
+            ref = weakref.ref(data, forget)
+        except TypeError:
+            return
+        if len(ranges) >= _MAX_RANGES:
+            ranges.clear()
+        ranges[key] = (ref, low, high)
 
     @contextmanager
     def traced_checks(self) -> Iterator[list]:
@@ -158,7 +188,8 @@ class KernelBackend:
         try:
             yield collected
         finally:
-            self._collectors.remove(collected)
+            # by identity: an empty list equals every other empty one (collectors nest)
+            del self._collectors[next(i for i, c in enumerate(self._collectors) if c is collected)]
 
     def _is_traced(self, data: Any) -> bool:
         return False

@@ -261,6 +261,8 @@ class Optimizer:
     def _raw_like(p: Parameter, values: Any) -> RawTensor:
         """A new RawTensor for ``p`` holding ``values``, in the same kind of array as before."""
         if isinstance(p.data, jax.Array):  # stay on the device: no host round trip
-            return RawTensor(values.astype(p.dtype.jax), p.shape, p.dtype, p.device)
+            if values.dtype != p.dtype.jax:
+                values = values.astype(p.dtype.jax)
+            return RawTensor(values, p.shape, p.dtype, p.device)
         return p.backend.from_numpy(np.asarray(values), p.dtype)
 

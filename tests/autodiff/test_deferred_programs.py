@@ -1,0 +1,143 @@
+"""Deferred eager's programs: what a step's program returns, which walks run as one program, and
+that the checks a program drops are the ones already made. Each structure is run three times:
+seen (op by op), compiled, and run from the cache — every result must equal the op-by-op run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jtape import autodiff, nn, optim, tensor
+from jtape.backends import JaxBackend
+from jtape.tensor.errors import ShapeError
+
+
+def _backend(defer: bool):
+    return autodiff.new(JaxBackend("cpu"), defer=defer)
+
+
+def _mlp_step(backend, model, opt, x, y):
+    loss = model(x).cross_entropy(y)
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+    return loss
+
+
+def _mlp(backend):
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(6, 8, backend, seed=0), nn.ReLU(), nn.Linear(8, 3, backend, seed=1))
+    x = tensor.from_numpy(rng.standard_normal((5, 6)).astype(np.float32), backend, requires_grad=False)
+    y = tensor.from_numpy(rng.integers(0, 3, 5).astype(np.int32), backend)
+    return model, optim.SGD(model.parameters(), lr=0.1), x, y
+
+
+def test_a_training_steps_program_returns_only_the_values_someone_holds():
+    """The activations are read only by the walk inside the program: they are not outputs (XLA
+    need not keep them); the loss, held by the caller, is. And the targets, whose values exist, were
+    checked when cross_entropy was called: the program has no index check (no host sync)."""
+    backend = _backend(True)
+    model, opt, x, y = _mlp(backend)
+    for _ in range(3):
+        _mlp_step(backend, model, opt, x, y)
+    cache = backend._deferred
+    assert cache.compiles == 1
+    (key, (_compiled, run)), = cache.programs.items()
+    node_specs, _args, walk_spec, outputs = key.spec
+    assert walk_spec is not None
+    assert len(outputs) == 1 and node_specs[outputs[0]][0] == "cross_entropy", outputs
+    assert run.checks == []
+
+
+def _gradient_cases(backend):
+    """TF-style gradient calls of every kind: several targets, an intermediate as a source, a
+    constant intermediate, an unconnected source (None and zeros), a repeated source."""
+    rng = np.random.default_rng(1)
+    a = tensor.from_numpy(rng.standard_normal((3, 4)).astype(np.float32), backend)
+    b = tensor.from_numpy(rng.standard_normal((4,)).astype(np.float32), backend)
+    far = tensor.from_numpy(rng.standard_normal((2,)).astype(np.float32), backend)
+    h = (a * b).tanh()
+    with backend.no_grad():
+        c = a * 2.0
+    t1 = (h * c).sum()
+    t2 = (h.exp() + b).mean()
+    tape = backend.tape()
+    out = []
+    out += tape.gradient([t1, t2], [a, b, h])
+    out += tape.gradient(t1, [a, c, far, a])
+    out += tape.gradient(t2, {"b": b, "far": far}, unconnected_gradients="zero").values()
+    tape.clear()
+    return [None if g is None else g.numpy() for g in out]
+
+
+def test_gradient_calls_run_as_one_program_and_equal_op_by_op():
+    want = _gradient_cases(_backend(False))
+    backend = _backend(True)
+    for _ in range(3):
+        got = _gradient_cases(backend)
+        assert [g is None for g in got] == [g is None for g in want]
+        for g, w in zip(got, want):
+            if w is not None:
+                np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-7)
+    assert backend._deferred.compiles >= 1
+
+
+def test_a_kept_tape_keeps_its_pending_values_readable_and_walkable():
+    """gradient() keeps the tape: values only the tape holds stay pending (queued again), and a
+    later read or walk computes them; once the tape is cleared they are dropped unrun."""
+    def run(backend):
+        x = tensor.from_numpy(np.array([0.5, -1.0, 2.0], np.float32), backend)
+        hs = []
+        for _ in range(3):
+            h = (x * 1.5).sin()
+            loss = (h * h).sum()
+            g1, = backend.tape().gradient(loss, [x])
+            g2, = backend.tape().gradient(loss, [x])          # walks the kept tape again
+            hs.append((g1.numpy(), g2.numpy(), h.numpy(), backend.tape().operations()[0].output().value()))
+            backend.tape().clear()
+        return hs
+
+    want = run(_backend(False))
+    backend = _backend(True)
+    got = run(backend)
+    for g, w in zip(got, want):
+        for a, b in zip(g, w):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
+    for _ in range(20):                      # queued values of cleared tapes do not pile up
+        x = tensor.from_numpy(np.ones(3, np.float32), backend)
+        loss = ((x * 2.0).sin() * 3.0).sum()
+        backend.tape().gradient(loss, [x])
+        backend.tape().clear()
+    assert len(backend._deferred.nodes) <= 3
+
+
+def test_a_computed_index_out_of_range_raises_from_the_compiled_program_too():
+    backend = _backend(True)
+    x = tensor.from_numpy(np.arange(6.0, dtype=np.float32).reshape(2, 3), backend)
+
+    def step(shift: float):
+        s = tensor.from_numpy(np.array([[shift]], np.float32), backend, requires_grad=False)
+        index = (x.sum_dim(1, True) * 0.0 + s).cast("int32")     # pending: checked by the program
+        x.gather(1, index).sum().backward()
+
+    step(1.0)
+    step(2.0)                                         # the same structure: compiled now
+    assert backend._deferred.compiles == 1
+    with pytest.raises(ShapeError, match=r"gather: got index values in \[5, 5\]"):
+        step(5.0)                                     # from the cached program
+
+
+def test_a_remembered_index_range_still_checks_every_bound():
+    """The range of an index array is read back once and remembered; each op still compares it with
+    its own bound, and a new array with other values is read again."""
+    backend = _backend(True)
+    y = tensor.from_numpy(np.array([0, 2, 1], np.int32), backend)
+    wide = tensor.from_numpy(np.zeros((3, 3), np.float32), backend)
+    narrow = tensor.from_numpy(np.zeros((3, 2), np.float32), backend)
+    for _ in range(2):
+        wide.cross_entropy(y)
+        with pytest.raises(ShapeError, match=r"cross_entropy: got targets values in \[0, 2\]"):
+            narrow.cross_entropy(y)
+    y_bad = tensor.from_numpy(np.array([0, 3, 1], np.int32), backend)
+    with pytest.raises(ShapeError, match=r"got targets values in \[0, 3\]"):
+        wide.cross_entropy(y_bad)
