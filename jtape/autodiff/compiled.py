@@ -29,6 +29,7 @@ import jax
 
 from ..distributed.sharding import Placement, ShardRule
 from ..tensor.errors import BackendError
+from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
 from .backend import plain
 from .binding import Binding
@@ -72,7 +73,11 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
     binding = Binding(state)
     place = None if mesh is None else Placement(mesh, data_axis, batch_argnums, shard_params, binding)
     backends = {id(t.backend): t.backend for t in binding.params + binding.buffers}
-    traced: dict[tuple, dict[str, Any]] = {}   # per mode: what the trace learnt (step deltas, index checks)
+    # Per program — mode and argument signature (``_signature``): what its trace learnt (step deltas,
+    # index checks) and the checks of the step's own inputs. Keyed like the programs: a retrace for
+    # new shapes has its own checks, with its own bounds.
+    traced: dict[tuple, dict[str, Any]] = {}
+    input_checks: dict[tuple, list] = {}
 
     def backends_of(args: tuple, kwargs: dict) -> dict:
         found = dict(backends)
@@ -81,8 +86,8 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
                 found.setdefault(id(leaf.backend), leaf.backend)
         return found
 
-    def pure(mode: tuple, arrays: tuple, grads: list, args: tuple, kwargs: dict):
-        step_counts = traced.setdefault(mode, {})
+    def pure(key: tuple, arrays: tuple, grads: list, args: tuple, kwargs: dict):
+        step_counts = traced.setdefault(key, {})
         saved = (binding.arrays(), binding.grads())
         found = backends_of(args, kwargs)
         steps_before = [o.steps for o in binding.optimizers]
@@ -99,6 +104,7 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
                             private.start_recording()
                         stack.enter_context(b.using_tape(private))
                 binding.install(arrays if place is None else place.gather(arrays), grads)
+                inputs = {id(data): k for k, (data, checker) in enumerate(_input_arrays(args, kwargs)) if checker}
                 out = fn(*args, **kwargs)
                 new = (binding.arrays(), binding.grads())
                 new = new if place is None else place.constrain(new)
@@ -108,10 +114,17 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
             for o, s in zip(binding.optimizers, steps_before):
                 o.steps = s
             checks = [c for found_checks in checks for c in found_checks]
-            step_counts["checks"] = [c._replace(low=None, high=None) for c in checks]   # no tracer kept
+            # An index that is an argument of the step is checked on its concrete array before each
+            # call (its range read back once per array): no program output, no host sync after it.
+            at = [None if place is not None else inputs.get(id(c.index)) for c in checks]
+            input_checks[key] = [(c._replace(low=None, high=None, index=None), k)
+                                                               for c, k in zip(checks, at) if k is not None]
+            checks = [c for c, k in zip(checks, at) if k is None]
+            step_counts["checks"] = [c._replace(low=None, high=None, index=None) for c in checks]   # no tracer kept
         return out, new, [(c.low, c.high) for c in checks]
 
-    # the modules' training flags are a static argument: one program per mode, never the other's
+    # the modules' training flags are a static argument: one program per mode, never the other's (and
+    # the arguments' signature: a program's checks are looked up by the key it was traced for)
     compiled = jax.jit(pure, static_argnums=0)
 
     @functools.wraps(fn)
@@ -127,13 +140,23 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
         if place is None:
             binding.place_keys()     # a key a mesh step left replicated comes to the parameters' device
         mode = binding.mode()
-        step = functools.partial(compiled, mode)
+        key = (mode, _signature(args, kwargs))
+        before = input_checks.get(key)     # None: this call traces (its checks are verified after)
+        if before:
+            given = _input_arrays(args, kwargs)
+            for check, k in before:
+                check.verify(*given[k][1].index_range(given[k][0]))
+        step = functools.partial(compiled, key)
         state = binding.arrays() if place is not None else _committed(binding.arrays())
         inputs = (state, binding.grads(), args, kwargs)
         out, (arrays, grads), ranges = step(*inputs) if place is None else place.run(step, inputs)
-        step_counts = traced.get(mode, {})
+        step_counts = traced.get(key, {})
         for check, (low, high) in zip(step_counts.get("checks", []), ranges):
             check.verify(int(low), int(high))  # an out-of-range index raises, as in eager mode
+        if before is None and input_checks.get(key):            # traced just now
+            given = _input_arrays(args, kwargs)
+            for check, k in input_checks[key]:
+                check.verify(*given[k][1].index_range(given[k][0]))
         binding.install(arrays, grads)
         for o, d in zip(binding.optimizers, step_counts.get("delta", [0] * len(binding.optimizers))):
             o.steps += d
@@ -141,10 +164,32 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
 
     def lower(*args: Any, **kwargs: Any) -> Any:
         inputs = (binding.arrays(), binding.grads(), args, kwargs)
-        return compiled.lower(binding.mode(), *(inputs if place is None else place(*inputs)))
+        key = (binding.mode(), _signature(args, kwargs))
+        return compiled.lower(key, *(inputs if place is None else place(*inputs)))
 
     run.lower = lower  # type: ignore[attr-defined]
     return run
+
+
+def _signature(args: tuple, kwargs: dict) -> tuple:
+    """What jax traces a call for: the arguments' tree structure, shapes and dtypes (the same for the
+    tracers inside the trace and the arrays of the call)."""
+    leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
+    return tree, tuple((getattr(x, "shape", None), getattr(x, "dtype", type(x))) for x in leaves)
+
+
+def _input_arrays(args: tuple, kwargs: dict) -> list:
+    """(array, the backend that can check its index range, or None) for each Tensor and RawTensor
+    in the step's arguments, in pytree order (inside the trace, the arrays are tracers)."""
+    leaves = jax.tree_util.tree_leaves((args, kwargs), is_leaf=lambda x: isinstance(x, (Tensor, RawTensor)))
+    out = []
+    for leaf in leaves:
+        if isinstance(leaf, Tensor):
+            checker = plain(leaf.backend)
+            out.append((leaf.raw().data, checker if hasattr(checker, "index_range") else None))
+        elif isinstance(leaf, RawTensor):
+            out.append((leaf.data, None))
+    return out
 
 
 def _committed(tree: Any) -> Any:

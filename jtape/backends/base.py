@@ -143,20 +143,23 @@ class KernelBackend:
         if self._is_traced(index.data):
             if self._collectors:            # a jtape program is being traced: its output
                 low, high = self._min_max(index.data)
-                self._collectors[-1].append(IndexCheck(op, what, size, detail, low, high))
+                self._collectors[-1].append(IndexCheck(op, what, size, detail, low, high, index.data))
             return                          # a user's own jax.jit of backend ops: JAX's rule applies
-        data = index.data
+        low, high = self.index_range(index.data)
+        IndexCheck(op, what, size, detail, low, high).verify(low, high)
+
+    def index_range(self, data: Any) -> tuple[int, int]:
+        """The smallest and largest value of a concrete integer array, read back once per array."""
         known = self._ranges.get(id(data))
         if known is not None and known[0]() is data:   # this array's range was read before
-            low, high = known[1], known[2]
-        else:
-            low, high = self._min_max(data)
-            if self._is_traced(low):        # concrete values captured by a trace: read them on the host
-                values = np.asarray(data)
-                low, high = values.min(), values.max()
-            low, high = int(low), int(high)
-            self._remember_range(data, low, high)
-        IndexCheck(op, what, size, detail, low, high).verify(low, high)
+            return known[1], known[2]
+        low, high = self._min_max(data)
+        if self._is_traced(low):        # concrete values captured by a trace: read them on the host
+            values = np.asarray(data)
+            low, high = values.min(), values.max()
+        low, high = int(low), int(high)
+        self._remember_range(data, low, high)
+        return low, high
 
     def _remember_range(self, data: Any, low: int, high: int) -> None:
         """Keep an index array's range, so the same targets used every step are read back once (a
@@ -212,6 +215,7 @@ class IndexCheck(NamedTuple):
     detail: str
     low: Any
     high: Any
+    index: Any = None      # inside a trace: the index array's tracer (jtape.jit checks a step's own inputs before it runs)
 
     def verify(self, low: int, high: int) -> None:
         if low < 0 or high >= self.size:
