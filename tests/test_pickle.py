@@ -143,7 +143,10 @@ def test_model_and_optimizer_pickle_and_continue_training_identically(backend):
     for a, b in zip(jax.tree_util.tree_leaves(opt.state), jax.tree_util.tree_leaves(opt2.state)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))       # Adam's moments and count
     x2, y2 = _roundtrip((x, y))
-    assert _train(model, opt, x, y, 3) == _train(model2, opt2, x2, y2, 3)
+    # The restored objects live on another AutodiffBackend (restore: one per inner backend and mode),
+    # where this step's structure is new: in deferred mode its first run goes op by op while the
+    # original's runs its compiled program, and the two agree to float rounding, not bit for bit.
+    np.testing.assert_allclose(_train(model, opt, x, y, 3), _train(model2, opt2, x2, y2, 3), rtol=1e-6)
 
 
 def test_optimizer_made_from_an_iterator_and_with_a_schedule_pickles():
