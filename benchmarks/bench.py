@@ -15,9 +15,10 @@ update, no nn/optim), "jax.jit(value_and_grad)" (the baseline of every ratio) an
 
 torch is optional (`pip install -e '.[bench]'` installs torch==2.13.0); without it its column is
 left out. Times are per training step; "first call" includes tracing and compiling; "peak MB" is
-XLA's memory analysis of the compiled program for compiled variants, and for jtape eager the
-high-water mark of live jax arrays sampled during a step (approximate); torch is measured on GPU
-only (torch.cuda.max_memory_allocated).
+XLA's memory analysis of the compiled program for compiled variants and for deferred jtape eager
+(its largest cached program: the activations live inside it), and for a jtape eager that does not
+defer the high-water mark of live jax arrays sampled during a step (approximate); torch is
+measured on GPU only (torch.cuda.max_memory_allocated).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import platform
 import sys
 import threading
 import time
+from typing import Any
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,9 +84,22 @@ def _compiled_peak(lower: Callable) -> float | None:
         return None
 
 
+def _programs_peak(deferred: Any) -> float | None:
+    """Deferred eager: the largest of its cached programs by XLA's memory analysis (the step's
+    activations live inside the program, where sampling live jax arrays cannot see them). The
+    optimizer's own update, a separate small program, is not included."""
+    peaks = []
+    for key, (compiled, _run) in list(deferred.programs.items()):
+        args = [jax.ShapeDtypeStruct(tuple(shape), dtype.jax) for shape, dtype, _ in key.spec[1]]
+        peaks.append(_compiled_peak(lambda compiled=compiled, args=args: compiled.lower(args)))
+    peaks = [p for p in peaks if p is not None]
+    return max(peaks) if peaks else None
+
+
 def run_workload(name: str, device: str, repeats: int, torch: bool, only: list[str] | None = None) -> dict:
     variants = build(name, device)
     lowers = {k[len("_lower "):]: v for k, v in variants.items() if k.startswith("_lower ")}
+    deferred = {k[len("_deferred "):]: v for k, v in variants.items() if k.startswith("_deferred ")}
     variants = {k: v for k, v in variants.items() if not k.startswith("_") and (torch or not k.startswith("torch"))
                 and (only is None or k in only or k == BASE)}
     result: dict = {"workload": name, "variants": {}}
@@ -100,6 +115,8 @@ def run_workload(name: str, device: str, repeats: int, torch: bool, only: list[s
         entry = {"first_call_s": first, "calls_per_sample": max(1, int(0.01 / max(one, 1e-6)))}
         if vname in lowers:
             entry["peak_mb"] = _compiled_peak(lowers[vname])
+        elif vname in deferred:
+            entry["peak_mb"] = _programs_peak(deferred[vname])
         elif vname == "jtape eager":
             entry["peak_mb"] = _eager_peak(fn)
         elif vname == "torch eager" and device == "gpu":

@@ -132,6 +132,8 @@ def jtape_variants(w: Workload, device: str, weights: list, x: np.ndarray, y: np
 
         run = jtape.jit(step, state=[model, opt]) if mode == "compiled" else step
         out[f"jtape {mode}"] = _timed(run, (xt, yt), model.parameters())
+        if backend.is_deferred():
+            out[f"_deferred jtape {mode}"] = backend._deferred      # its cached programs (peak memory)
         if mode == "compiled":
             out["_lower jtape compiled"] = lambda run=run, xt=xt, yt=yt: run.lower(xt, yt)
         elif w.kind == "mlp":
@@ -192,6 +194,8 @@ def _jtape_chain(device: str, weights: list) -> dict[str, Callable]:
             backend.tape().clear()
             jax.block_until_ready([g.data for g in grads])
         out[f"jtape {mode}"] = eager
+        if backend.is_deferred():
+            out[f"_deferred jtape {mode}"] = backend._deferred
 
     def traced(a, b, c):
         loss = _chain_tape(a, b, c)
