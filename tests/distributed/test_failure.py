@@ -17,9 +17,13 @@ def test_dead_process_fails_the_run_and_the_checkpoint_resumes_it(tmp_path):
     assert done.returncode == 3, out[-8000:]  # the launcher reports the first failure: process 1's exit
     assert "[1] process 1 dies before step 12" in out
     survivor = exit_line(out, 0)
-    assert survivor is not None and survivor.group(3) is not None, out[-8000:]  # process 0 stopped on its own ...
-    assert float(survivor.group(3)) < 30, survivor.group(0)                     # ... soon,
-    assert int(survivor.group(1)) == 75, survivor.group(0)                      # ... with jtape's exit code
+    # Process 0 stopped on its own — after the launcher saw process 1 end, or first, when its failed
+    # collective ended it before the launcher noticed process 1's exit (a race; either is right) —
+    # soon, and with jtape's exit code; the launcher killed nobody.
+    assert survivor is not None, out[-8000:]
+    assert "was killed by the launcher" not in out, out[-8000:]
+    assert float(survivor.group(3) or survivor.group(2)) < 30, survivor.group(0)
+    assert int(survivor.group(1)) == 75, survivor.group(0)
     assert "[0] jtape.distributed.PeerFailure: jtape.distributed: process 0 of 2: a collective of the compiled " \
            "step failed — another process of the run probably died" in out
     assert (tmp_path / "ckpt.npz").exists()

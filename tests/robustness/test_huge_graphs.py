@@ -197,4 +197,6 @@ def test_backward_time_is_linear_in_the_tape_length(capsys):
     r = _run("scaling", "numpy", timeout=180)
     _report(capsys, f"numpy: backward 5e4 ops {r['t50k']:.3f} s, 1e5 ops {r['t100k']:.3f} s, "
                     f"ratio {r['ratio']:.2f} (best of 3)")
-    assert r["ratio"] <= 2.2, r
+    # linear: 2; quadratic: 4. Best of 3 still reads up to ~2.5 when the other test worker loads the
+    # 2 cores, so the bound sits between the two.
+    assert r["ratio"] <= 3.0, r
