@@ -58,7 +58,7 @@ class _Tensors(Kind):
     def normalize(self, op: str, name: str, value: Any) -> tuple:
         if not isinstance(value, (list, tuple)):
             raise ShapeError(f"{op}: got {name} of type {type(value).__name__}; expected a list of tensors")
-        return tuple(value)
+        return tuple(list(value))    # always a new tuple: deferred mode counts the references it holds
 
 
 class Int(Kind):

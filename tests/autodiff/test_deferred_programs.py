@@ -141,3 +141,19 @@ def test_a_remembered_index_range_still_checks_every_bound():
     y_bad = tensor.from_numpy(np.array([0, 3, 1], np.int32), backend)
     with pytest.raises(ShapeError, match=r"got targets values in \[0, 3\]"):
         wide.cross_entropy(y_bad)
+
+
+def test_a_pending_tensor_held_only_in_the_callers_tuple_of_inputs_keeps_its_value():
+    """``backend.stack(parts)`` with the caller's own tuple of RawTensors: the pending op keeps a
+    tuple of its own, so the caller's tuple still counts as an outside reference to each part."""
+    backend = _backend(True)
+    x = tensor.from_numpy(np.array([1.0, 2.0], np.float32), backend)
+    for _ in range(3):                                    # seen, compiled, cached
+        parts = ((x * 2.0).raw(), (x * 3.0).raw())
+        stacked = backend.stack(parts, 0)
+        loss = tensor.Tensor(stacked, backend).sum()
+        loss.backward()
+        np.testing.assert_array_equal(np.asarray(parts[0].value()), [2.0, 4.0])
+        np.testing.assert_array_equal(np.asarray(parts[1].value()), [3.0, 6.0])
+        np.testing.assert_array_equal(x.grad.numpy(), [5.0, 5.0])
+        x.zero_grad()
