@@ -108,7 +108,10 @@ class Pending(tuple):
         if program is not None:
             program.flush()
         if owner is None or owner.data is self:
-            raise TapeError("a deferred tensor's value was asked for, but its pending op did not run")
+            raise TapeError("a deferred tensor's value was asked for, but its pending op did not run: a flush drops "
+                            "a pending op whose result only the recorded ops held (e.g. read through an Operation kept "
+                            "from a tape that backward() then released). Expected the tensor itself to be held — or "
+                            "autodiff.new(JaxBackend(), defer=False), where every op runs when called")
         return owner.data
 
     def copy(self, owner: "RawTensor") -> "RawTensor":

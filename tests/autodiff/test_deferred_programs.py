@@ -157,3 +157,21 @@ def test_a_pending_tensor_held_only_in_the_callers_tuple_of_inputs_keeps_its_val
         np.testing.assert_array_equal(np.asarray(parts[1].value()), [3.0, 6.0])
         np.testing.assert_array_equal(x.grad.numpy(), [5.0, 5.0])
         x.zero_grad()
+
+
+def test_a_value_only_a_released_tape_held_raises_instead_of_reading_nothing():
+    """A result held only by the recorded ops is not computed by the step's program; once backward()
+    released the tape, reading it through a kept Operation raises a TapeError that says why."""
+    from jtape.tensor.errors import TapeError
+
+    backend = _backend(True)
+    x = tensor.from_numpy(np.ones(2, np.float32), backend)
+    for step in range(3):
+        loss = (x * 2.0).sin().sum()
+        ops = backend.tape().operations()
+        loss.backward()
+        if step == 0:                       # first sight: op by op, every value computed
+            np.testing.assert_array_equal(np.asarray(ops[0].output().value()), [2.0, 2.0])
+        else:
+            with pytest.raises(TapeError, match="only the recorded ops held"):
+                ops[0].output().value()
