@@ -23,7 +23,7 @@ from ..tensor.raw import RawTensor
 from ..tensor.registry import OpDef, subscribe
 from ..tensor.shape import Device
 from .anomaly import SWITCHES
-from .deferred import Deferred
+from .deferred import Deferred, flat_inputs
 from .grad_mode import no_grad
 from .tape import GradientTape, inside_jax_trace
 
@@ -157,7 +157,7 @@ def _recorded(op: OpDef) -> Callable[..., RawTensor]:
                    else getattr(self._inner, name)(*args))
         if dtype.floating:
             if flat:
-                inputs = [t for x in inputs for t in (x if x.__class__ is tuple else (x,))]
+                inputs = flat_inputs(inputs)
             for x in inputs:
                 if x.requires_grad and x.dtype.floating:
                     self._tape.add(operation, out, inputs, statics)

@@ -118,7 +118,7 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
             # call (its range read back once per array): no program output, no host sync after it.
             at = [None if place is not None else inputs.get(id(c.index)) for c in checks]
             input_checks[key] = [(c._replace(low=None, high=None, index=None), k)
-                                                               for c, k in zip(checks, at) if k is not None]
+                                 for c, k in zip(checks, at) if k is not None]
             checks = [c for c, k in zip(checks, at) if k is None]
             step_counts["checks"] = [c._replace(low=None, high=None, index=None) for c in checks]   # no tracer kept
         return out, new, [(c.low, c.high) for c in checks]
@@ -143,9 +143,7 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
         key = (mode, _signature(args, kwargs))
         before = input_checks.get(key)     # None: this call traces (its checks are verified after)
         if before:
-            given = _input_arrays(args, kwargs)
-            for check, k in before:
-                check.verify(*given[k][1].index_range(given[k][0]))
+            _verify_inputs(before, args, kwargs)
         step = functools.partial(compiled, key)
         state = binding.arrays() if place is not None else _committed(binding.arrays())
         inputs = (state, binding.grads(), args, kwargs)
@@ -154,9 +152,7 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
         for check, (low, high) in zip(step_counts.get("checks", []), ranges):
             check.verify(int(low), int(high))  # an out-of-range index raises, as in eager mode
         if before is None and input_checks.get(key):            # traced just now
-            given = _input_arrays(args, kwargs)
-            for check, k in input_checks[key]:
-                check.verify(*given[k][1].index_range(given[k][0]))
+            _verify_inputs(input_checks[key], args, kwargs)
         binding.install(arrays, grads)
         for o, d in zip(binding.optimizers, step_counts.get("delta", [0] * len(binding.optimizers))):
             o.steps += d
@@ -176,6 +172,14 @@ def _signature(args: tuple, kwargs: dict) -> tuple:
     tracers inside the trace and the arrays of the call)."""
     leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
     return tree, tuple((getattr(x, "shape", None), getattr(x, "dtype", type(x))) for x in leaves)
+
+
+def _verify_inputs(checks: list, args: tuple, kwargs: dict) -> None:
+    """Each (check, k): the k-th argument array's range, read by its backend (once per array), in bounds."""
+    given = _input_arrays(args, kwargs)
+    for check, k in checks:
+        array, backend = given[k]
+        check.verify(*backend.index_range(array))
 
 
 def _input_arrays(args: tuple, kwargs: dict) -> list:

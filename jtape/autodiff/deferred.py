@@ -25,6 +25,7 @@ import sys
 import threading
 import weakref
 from collections import OrderedDict
+from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 import jax
@@ -162,9 +163,9 @@ class Deferred:
 
     # -- describing and running a program ----------------------------------------------------------
     def _run(self, nodes: list[Node], walk: tuple | None) -> dict | None:
-        nodes = _needed(nodes)
+        nodes, internal = _needed(nodes)
         outs = [node.out() for node in nodes]
-        spec, args, outputs, keep = _describe(nodes, outs, walk)
+        spec, args, outputs, keep = _describe(nodes, outs, walk, internal)
         spec = _Key(spec)
         count = self.seen.pop(spec, 0) + 1
         self.seen[spec] = count
@@ -223,8 +224,9 @@ class _Key:
         return self is other or (other.__class__ is _Key and self.hash == other.hash and self.spec == other.spec)
 
 
-def _describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> tuple:
-    """The structure of a program (hashable: the cache key) and what it runs on.
+def _describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, internal: dict) -> tuple:
+    """The structure of a program (hashable: the cache key) and what it runs on (``internal``: the
+    references the pending ops' inputs hold, see ``_input_refs``).
 
     Every tensor is named by a ref: ("n", i) for the output of pending op i, ("a", k) for the k-th
     argument (a tensor whose value exists). Returns (spec, args, outputs, keep): outputs are the
@@ -258,21 +260,32 @@ def _describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> t
         seed_specs = tuple([(ref(out), None if seed is None else ref(seed)) for out, seed in seeds.items()])
         keep = sorted(set(keep_in), key=ref)             # a canonical order: the same step, the same key
         walk_spec = (tuple(op_specs), seed_specs, tuple([ref(x) for x in keep]))
-    outputs = _live_outputs(nodes, outs, walk)
+    outputs = _live_outputs(outs, walk, internal)
     arg_meta = tuple((a.shape, a.dtype, a.requires_grad) for a in args)
     return (tuple(node_specs), arg_meta, walk_spec, tuple(outputs)), args, outputs, keep
 
 
-def _needed(nodes: list[Node]) -> list[Node]:
-    """The pending ops whose results can still be read: referenced from outside the pending ops (a
-    user's variable, a Tensor, an op on the tape), or read by such an op, transitively. The rest —
-    results nobody holds, and chains of them held only by each other — are dropped unrun."""
-    outs = [node.out() for node in nodes]           # None: a result nobody holds any more
+def flat_inputs(inputs: list) -> list:
+    """An op's input tensors with a sequence parameter (a tuple: ``stack``, ``cat``) spread out."""
+    return [t for x in inputs for t in (x if x.__class__ is tuple else (x,))]
+
+
+def _input_refs(nodes: list[Node]) -> dict[int, int]:
+    """id(tensor) -> how many references the pending ops' inputs hold to it."""
     internal: dict[int, int] = {}
     for node in nodes:
-        for x in node.inputs:
-            for t in (x if x.__class__ is tuple else (x,)):
-                internal[id(t)] = internal.get(id(t), 0) + 1
+        for t in flat_inputs(node.inputs):
+            internal[id(t)] = internal.get(id(t), 0) + 1
+    return internal
+
+
+def _needed(nodes: list[Node]) -> tuple[list[Node], dict[int, int]]:
+    """The pending ops whose results can still be read: referenced from outside the pending ops (a
+    user's variable, a Tensor, an op on the tape), or read by such an op, transitively. The rest —
+    results nobody holds, and chains of them held only by each other — are dropped unrun. Returns
+    them with their ``_input_refs`` (counted again when ops were dropped: theirs are gone)."""
+    outs = [node.out() for node in nodes]           # None: a result nobody holds any more
+    internal = _input_refs(nodes)
     index = {id(out): i for i, out in enumerate(outs) if out is not None}
     # References: getrefcount's argument and the ``outs`` list (a Pending's are weak); indexed, not
     # iterated (a loop variable would be one more).
@@ -280,40 +293,31 @@ def _needed(nodes: list[Node]) -> list[Node]:
               for i in range(len(outs))]
     for i in range(len(nodes) - 1, -1, -1):
         if needed[i]:
-            for x in nodes[i].inputs:
-                for t in (x if x.__class__ is tuple else (x,)):
-                    j = index.get(id(t))
-                    if j is not None:
-                        needed[j] = True
+            for t in flat_inputs(nodes[i].inputs):
+                j = index.get(id(t))
+                if j is not None:
+                    needed[j] = True
     if all(needed):
-        return nodes
-    return [node for node, keep in zip(nodes, needed) if keep]
+        return nodes, internal
+    kept = [node for node, keep in zip(nodes, needed) if keep]
+    return kept, _input_refs(kept)
 
 
 def _recorded_from(op: Any, node: Node) -> bool:
     """Was ``op`` recorded by the AutodiffBackend with pending op ``node`` (the same class, inputs —
     flattened for a sequence parameter — and so statics)? Then the program rebuilds it from the node."""
-    if type(op) is not node.op.operation:
-        return False
-    inputs = node.inputs
-    if any(x.__class__ is tuple for x in inputs):
-        inputs = [t for x in inputs for t in (x if x.__class__ is tuple else (x,))]
-    return op._inputs == tuple(inputs)
+    return type(op) is node.op.operation and op._inputs == tuple(flat_inputs(node.inputs))
 
 
-def _live_outputs(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> list[int]:
+def _live_outputs(outs: list[RawTensor], walk: tuple | None, internal: dict[int, int]) -> list[int]:
     """The pending ops whose results are referenced from outside the pending ops (a user's variable,
     a Tensor, the tape that a later walk reads): only those values leave the program; the rest stay
     inside it, where XLA need not store them. Counted with ``sys.getrefcount``; the references of
-    the pending ops' inputs and of the walked tape's ops are subtracted (a released tape drops them;
-    a kept one gets them as pending ops, queued again), so a miscount can only keep a value, never
-    lose one."""
-    internal: dict[int, int] = {}
-    for node in nodes:
-        for x in node.inputs:
-            for t in (x if x.__class__ is tuple else (x,)):
-                internal[id(t)] = internal.get(id(t), 0) + 1
+    the pending ops' inputs (``internal``) and of the walked tape's ops are subtracted (a released
+    tape drops them; a kept one gets them as pending ops, queued again), so a miscount can only
+    keep a value, never lose one."""
     if walk is not None:             # the walk's tape: released after it, or kept (``_run`` queues its values again)
+        internal = dict(internal)
         for op in walk[0]:
             for t in (op.output(), *op.inputs()):
                 internal[id(t)] = internal.get(id(t), 0) + 1
@@ -343,10 +347,9 @@ def _program(spec: tuple, inner: Any):
 
         with inner.traced_checks() as checks:
             for name, statics, ins, shape, dtype, requires_grad, checked in node_specs:
-                if checked:      # its index values were checked when it was recorded: not again here
-                    with inner.traced_checks():
-                        out = inner.execute(REGISTRY[name], [get(r) for r in ins], dict(statics), shape, dtype)
-                else:
+                # checked: its index values were checked when it was recorded, so its checks here
+                # are collected apart and dropped
+                with inner.traced_checks() if checked else nullcontext():
                     out = inner.execute(REGISTRY[name], [get(r) for r in ins], dict(statics), shape, dtype)
                 out.requires_grad = requires_grad
                 vals.append(out)
@@ -372,8 +375,7 @@ def _walk(walk_spec: tuple, node_specs: tuple, get: Any, inner: Any) -> list:
     for spec in op_specs:
         if spec[0] == "n":                      # recorded with pending op i
             name, statics, ins = node_specs[spec[1]][:3]
-            inputs = [t for r in ins for t in (get(r) if r and r[0].__class__ is tuple else (get(r),))]
-            tape.record(REGISTRY[name].operation(get(spec), *inputs, **dict(statics)))
+            tape.record(REGISTRY[name].operation(get(spec), *flat_inputs([get(r) for r in ins]), **dict(statics)))
         else:
             cls, statics, ins, out = spec
             tape.record(cls(get(out), *[get(r) for r in ins], **dict(statics)))

@@ -9,6 +9,8 @@ from jtape import autodiff, nn, optim, tensor
 from jtape.backends import JaxBackend, NumpyBackend
 from jtape.tensor.errors import BackendError
 
+from ..training import cross_entropy_step
+
 
 def _model(backend, opt_cls=optim.SGD, **opt_kw):
     model = nn.Sequential(nn.Linear(8, 16, backend, seed=0), nn.Tanh(), nn.Linear(16, 3, backend, seed=1))
@@ -22,23 +24,13 @@ def _data(backend, n=32, seed=0):
     return x, y
 
 
-def _step(model, opt):
-    def step(x, y):
-        loss = model(x).cross_entropy(y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        return loss
-    return step
-
-
 @pytest.mark.parametrize("opt_cls, kw", [(optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
                                          (optim.Adam, dict(lr=0.01)), (optim.AdamW, dict(lr=0.01))])
 def test_compiled_step_matches_eager(opt_cls, kw):
     backend = autodiff.new(JaxBackend("cpu"))
     m1, o1 = _model(backend, opt_cls, **kw)
     m2, o2 = _model(backend, opt_cls, **kw)
-    eager, compiled = _step(m1, o1), jtape.jit(_step(m2, o2), state=[m2, o2])
+    eager, compiled = cross_entropy_step(m1, o1), jtape.jit(cross_entropy_step(m2, o2), state=[m2, o2])
     for i in range(6):
         x, y = _data(backend, seed=i)
         le = eager(x, y).item()
@@ -58,7 +50,7 @@ def test_no_tracer_lands_on_the_users_tape_and_recompiles_only_for_new_shapes():
 
     def step(x, y):
         traces.append(tuple(x.shape))
-        return _step(model, opt)(x, y)
+        return cross_entropy_step(model, opt)(x, y)
 
     compiled = jtape.jit(step, state=[model, opt])
     backend.tape().clear()
@@ -96,7 +88,7 @@ def test_errors_restore_state():
     before = [p.raw() for p in model.parameters()]
 
     def broken(x, y):
-        _step(model, opt)(x, y)
+        cross_entropy_step(model, opt)(x, y)
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
@@ -109,14 +101,14 @@ def test_numpy_backend_cannot_be_compiled():
     backend = autodiff.new(NumpyBackend())
     model, opt = _model(backend, lr=0.1)
     with pytest.raises(BackendError, match="jtape.jit: parameter of shape .* lives on Autodiff\\(numpy\\)"):
-        jtape.jit(_step(model, opt), state=[model, opt])(*_data(backend))
+        jtape.jit(cross_entropy_step(model, opt), state=[model, opt])(*_data(backend))
 
 
 def test_an_out_of_range_index_raises_in_a_compiled_step_as_in_eager():
     """Compiled equals eager, or raises: an index check inside jtape.jit comes out of the program."""
     backend = autodiff.new(JaxBackend("cpu"))
     model, opt = _model(backend, lr=0.1)
-    eager, compiled = _step(model, opt), jtape.jit(_step(model, opt), state=[model, opt])
+    eager, compiled = cross_entropy_step(model, opt), jtape.jit(cross_entropy_step(model, opt), state=[model, opt])
     x, y = _data(backend)
     compiled(x, y)                                                  # in range: fine
     bad = tensor.from_numpy(np.full((32,), 3, np.int32), backend)  # 3 classes: 0..2

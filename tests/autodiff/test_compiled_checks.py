@@ -12,20 +12,15 @@ from jtape import autodiff, nn, optim, tensor
 from jtape.backends import JaxBackend
 from jtape.tensor.errors import ShapeError
 
+from ..training import cross_entropy_step
+
 
 def _setup():
     backend = autodiff.new(JaxBackend("cpu"))
     model = nn.Linear(4, 3, backend, seed=0)
     opt = optim.SGD(model.parameters(), lr=0.1)
 
-    @jtape.jit(state=[model, opt])
-    def step(x, y):
-        loss = model(x).cross_entropy(y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        return loss
-    return backend, model, opt, step
+    return backend, model, opt, jtape.jit(cross_entropy_step(model, opt), state=[model, opt])
 
 
 def _ints(values, backend):

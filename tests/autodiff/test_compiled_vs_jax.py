@@ -19,6 +19,8 @@ import jtape
 from jtape import autodiff, nn, optim, tensor
 from jtape.backends import JaxBackend
 
+from ..training import cross_entropy_step
+
 STEPS = 5
 
 
@@ -84,13 +86,7 @@ def test_compiled_training_steps_match_jax_value_and_grad(model_name, opt_name):
     names = [name for name, _ in model.named_parameters()]
     params = [jnp.asarray(p.numpy()) for p in model.parameters()]
 
-    @jtape.jit(state=[model, opt])
-    def step(x, y):
-        loss = model(x).cross_entropy(y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        return loss
+    step = jtape.jit(cross_entropy_step(model, opt), state=[model, opt])
 
     transform = make_optax()
     opt_state = transform.init(params)

@@ -11,17 +11,11 @@ from jtape import autodiff, nn, optim, tensor
 from jtape.backends import JaxBackend
 from jtape.tensor.errors import ShapeError
 
+from ..training import cross_entropy_step
+
 
 def _backend(defer: bool):
     return autodiff.new(JaxBackend("cpu"), defer=defer)
-
-
-def _mlp_step(backend, model, opt, x, y):
-    loss = model(x).cross_entropy(y)
-    loss.backward()
-    opt.step()
-    opt.zero_grad()
-    return loss
 
 
 def _mlp(backend):
@@ -39,7 +33,7 @@ def test_a_training_steps_program_returns_only_the_values_someone_holds():
     backend = _backend(True)
     model, opt, x, y = _mlp(backend)
     for _ in range(3):
-        _mlp_step(backend, model, opt, x, y)
+        cross_entropy_step(model, opt)(x, y)
     cache = backend._deferred
     assert cache.compiles == 1
     (key, (_compiled, run)), = cache.programs.items()
