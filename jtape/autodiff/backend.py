@@ -86,6 +86,13 @@ class AutodiffBackend:
             return None
         return self._deferred.backward(self._tape, seeds, list(keep), retain)
 
+    def deferred_update(self, fn: Callable, params: list, grads: list, state: Any, extra: dict) -> tuple | None:
+        """An optimizer's update joined to the program a ``Tensor.backward`` left waiting (see
+        ``Deferred.update``); None: run it apart."""
+        if self._deferred is None:
+            return None
+        return self._deferred.update(fn, params, grads, state, extra)
+
     def no_grad(self, fn: Callable[[], Any] | None = None) -> Any:
         """``backend.no_grad(fn)`` runs fn without recording; ``with backend.no_grad():`` too.
         Only the calling thread stops recording."""

@@ -11,6 +11,11 @@ does not run: its result holds a ``Pending`` value. The pending ops run at a **f
 * any read of a value (``.numpy()``, ``.item()``, ``print``, ``float(t)``, ``np.asarray``, a
   Python ``if`` on a tensor) and every other walk — the pending forward ops as one program.
 
+Once a step's program is compiled, ``Tensor.backward()`` goes one step further: it hands each leaf
+a *pending* gradient and waits. If ``optimizer.step()`` comes next, its update joins the program —
+forward, walk and update run as one (``Deferred.update``) — and anything else (reading a ``.grad``,
+recording the next op) runs the program without it.
+
 A program is cached by the step's *structure*: the ops and their static arguments, which tensor
 feeds which, the shapes and dtypes, and which gradients are asked for. The first time a structure
 is seen it runs op by op (no compile for code that runs once); from the second time it is compiled
@@ -71,6 +76,7 @@ class Deferred:
         self.programs: OrderedDict = OrderedDict()
         self.seen: OrderedDict = OrderedDict()
         self.compiles = 0          # how many programs were compiled (tests read it: the cache is bounded)
+        self.prepared: Prepared | None = None    # a backward's program, waiting for an update to join it
         # Pending values hold the program weakly: the program holds its ops' inputs, which hold
         # their Pending values, so a strong reference back would make a cycle only gc could free.
         self.ref = weakref.ref(self)
@@ -135,10 +141,17 @@ class Deferred:
 
     # -- flushes -----------------------------------------------------------------------------------
     def flush(self) -> None:
-        """Run every pending op (one program once the structure was seen before)."""
+        """Run every pending op (one program once the structure was seen before), and a waiting
+        backward's program."""
         with self.lock:
+            if self.prepared is not None:
+                self._finish(self._unprepare())
             if self.nodes:
                 self._run(self._take(), None)
+
+    def _unprepare(self) -> Prepared:
+        prepared, self.prepared = self.prepared, None
+        return prepared
 
     def _take(self) -> list[Node]:
         """The pending ops, leaving none (no caller keeps the list: ``_run`` counts references)."""
@@ -159,7 +172,45 @@ class Deferred:
             self.flush()
             return None
         with self.lock:
+            if self.prepared is not None:
+                self._finish(self._unprepare())
             return self._run(self._take(), (ops, seeds, keep, retain))
+
+    def update(self, fn: Any, params: list[RawTensor], grads: list, state: Any, extra: dict) -> tuple | None:
+        """An optimizer's update joined to the waiting backward's program: ``fn(params, grads,
+        state, extra) -> (new params, new state)`` on arrays (a pure function: the optimizer's
+        optax update), where ``grads`` are the pending gradients that backward handed out (None:
+        zeros). The forward, the walk and the update then run as one program, which also fills
+        in the gradients and values the backward promised. Returns (new params, new state), or
+        None — no backward is waiting, a gradient is not one of its own, a parameter is pending,
+        or this update was not seen before (it is compiled the second time) — after which the
+        caller runs its update apart, reading the gradients (the waiting program runs then)."""
+        with self.lock:
+            prepared = self.prepared
+            if prepared is None:
+                return None
+            slots = {id(g): j for j, g in enumerate(prepared.grads) if g is not None}
+            where = []
+            for g in grads:
+                j = None if g is None else slots.get(id(g))
+                if g is not None and (j is None or g.data.__class__ is not Pending):
+                    return None          # a gradient from elsewhere (or already replaced): not this program's
+                where.append(j)
+            if any(p.data.__class__ is Pending for p in params):
+                return None
+            key = _Key(("update", prepared.spec, fn, tuple(where)))
+            if self._count(key) < 2 and key not in self.programs:
+                return None              # first sight: the caller runs its update apart
+            compiled = self._cached(key, lambda: _joined(prepared.entry[1], fn, tuple(where)))
+            self.prepared = None
+            try:
+                values, garrays, ranges, new, new_state = compiled(prepared.arrays, [p.data for p in params],
+                                                                   state, extra)
+            except Exception:
+                self._finish(prepared)   # every promised value still gets computed
+                raise
+            self._store(prepared, values, garrays, ranges)
+            return new, new_state
 
     # -- describing and running a program ----------------------------------------------------------
     def _run(self, nodes: list[Node], walk: tuple | None) -> dict | None:
@@ -167,39 +218,101 @@ class Deferred:
         outs = [node.out() for node in nodes]
         spec, args, outputs, keep = _describe(nodes, outs, walk, internal)
         spec = _Key(spec)
-        count = self.seen.pop(spec, 0) + 1
-        self.seen[spec] = count
-        if len(self.seen) > MAX_SEEN:
-            self.seen.popitem(last=False)
-        entry = self.programs.pop(spec, None)
+        count = self._count(spec)
         walked = 0 if walk is None else len(walk[0])
-        if entry is None and (count < 2 or len(nodes) + walked > MAX_PROGRAM_OPS):   # first sight, or huge:
-            execute = self.inner.execute                                              # op by op, no compile
+        if spec not in self.programs and (count < 2 or len(nodes) + walked > MAX_PROGRAM_OPS):
+            execute = self.inner.execute             # first sight, or huge: op by op, no compile
             for node, out in zip(nodes, outs):
                 out.data = execute(node.op, node.inputs, node.statics, node.shape, node.dtype).data
             return None
-        if entry is None:
-            run = _program(spec.spec, self.inner)
-            entry = (jax.jit(run), run)
-            self.compiles += 1
-        self.programs[spec] = entry
-        if len(self.programs) > MAX_PROGRAMS:
-            self.programs.popitem(last=False)
-        compiled, run = entry
-        values, grads, ranges = compiled([a.data for a in args])
-        for node_index, value in zip(outputs, values):
-            outs[node_index].data = value
+        entry = self._cached(spec, lambda: _compile(spec.spec, self.inner))
+        prepared = Prepared(spec, entry, [a.data for a in args], [outs[i] for i in outputs], [])
+        if walk is not None and not walk[3] and entry[1].grad_mask is not None:
+            # a Tensor.backward whose program ran before: its gradients are handed out pending, and
+            # the program waits for an optimizer's update to join it (``update``)
+            grads = {}
+            for x, has in zip(keep, entry[1].grad_mask):
+                g = None
+                if has:
+                    g = grads[x] = RawTensor(None, x.shape, x.dtype, self.device)
+                    g.data = _new_pending(Pending, (self.ref, weakref.ref(g)))
+                prepared.grads.append(g)
+            self.prepared = prepared
+            return grads
+        values, garrays, ranges = entry[0](prepared.arrays)
         if walk is not None and walk[3] and len(outputs) < len(nodes):
             # A result only the kept tape holds stays pending (its op is queued again): a later walk
             # or read computes it; usually the tape is cleared first, and it never runs again.
             returned = set(outputs)
             self.nodes[:0] = [node for i, node in enumerate(nodes) if i not in returned]
-        for check, (low, high) in zip(run.checks, ranges):
-            check.verify(int(low), int(high))   # an index out of range raises, as op by op
+        self._store(prepared, values, (), ranges)
         if walk is None:
             return None
-        device = self.inner.device()
-        return {x: RawTensor(g, x.shape, x.dtype, device) for x, g in zip(keep, grads) if g is not None}
+        return {x: RawTensor(g, x.shape, x.dtype, self.device) for x, g in zip(keep, garrays) if g is not None}
+
+    def _count(self, key: _Key) -> int:
+        """How many times ``key`` was met (this time included); remembers at most MAX_SEEN keys."""
+        count = self.seen.pop(key, 0) + 1
+        self.seen[key] = count
+        if len(self.seen) > MAX_SEEN:
+            self.seen.popitem(last=False)
+        return count
+
+    def _cached(self, key: _Key, make: Any) -> Any:
+        """The program cached under ``key``, made (and counted in ``compiles``) if missing; at most
+        MAX_PROGRAMS are kept, the least recently used dropped."""
+        entry = self.programs.pop(key, None)
+        if entry is None:
+            entry = make()
+            self.compiles += 1
+        self.programs[key] = entry
+        if len(self.programs) > MAX_PROGRAMS:
+            self.programs.popitem(last=False)
+        return entry
+
+    def _finish(self, prepared: Prepared) -> None:
+        """Run a waiting backward's program without an update."""
+        values, garrays, ranges = prepared.entry[0](prepared.arrays)
+        self._store(prepared, values, garrays, ranges)
+
+    @staticmethod
+    def _store(prepared: Prepared, values: list, garrays: Any, ranges: list) -> None:
+        """Give a program's results to the tensors waiting for them; then raise for an index out of
+        range (as op by op)."""
+        for out, value in zip(prepared.outs, values):
+            out.data = value
+        for g, value in zip(prepared.grads, garrays):
+            if g is not None:
+                g.data = value
+        for check, (low, high) in zip(prepared.entry[1].checks, ranges):
+            check.verify(int(low), int(high))
+
+
+class Prepared(NamedTuple):
+    """A program ready to run: its key, (compiled, traced function), argument arrays, the tensors
+    its value outputs go to, and — for a waiting backward — the pending gradients it promised."""
+
+    spec: Any
+    entry: tuple
+    arrays: list
+    outs: list
+    grads: list
+
+
+def _compile(spec: tuple, inner: Any) -> tuple:
+    run = _program(spec, inner)
+    return jax.jit(run), run
+
+
+def _joined(run: Any, fn: Any, where: tuple) -> Any:
+    """A backward's program with an update after it (``Deferred.update``): also returns the new
+    parameters and state. ``where[i]``: which of the walk's gradients is parameter i's (None: zeros)."""
+    def joined(arrays: list, params: list, state: Any, extra: dict) -> tuple:
+        values, grads, ranges = run(arrays)
+        gs = [jnp.zeros_like(p) if j is None else grads[j] for p, j in zip(params, where)]
+        new, new_state = fn(params, gs, state, extra)
+        return values, grads, ranges, new, new_state
+    return jax.jit(joined)
 
 
 def _all_produced(ops: list, seeds: dict) -> bool:
@@ -361,8 +474,10 @@ def _program(spec: tuple, inner: Any):
             with inner.traced_checks():
                 grads = _walk(walk_spec, node_specs, get, inner)
         run.checks = [c._replace(low=None, high=None) for c in checks]
+        run.grad_mask = tuple(g is not None for g in grads)
         return [vals[i].data for i in outputs], grads, [(c.low, c.high) for c in checks]
     run.checks = []
+    run.grad_mask = None       # which kept tensors get a gradient: known once traced
     return run
 
 

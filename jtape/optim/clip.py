@@ -55,6 +55,8 @@ def clip_grad_norm_(parameters: Parameter | Iterable[Parameter], max_norm: float
     if not with_grad:
         raise ValueError("clip_grad_norm_: no parameter has a .grad; expected a loss.backward() first")
     raws = [p.raw().grad for p in with_grad]
+    for r in raws:
+        r.value()              # a pending gradient (deferred eager) is computed first
     on_jax = isinstance(raws[0].data, jax.Array)
     xp = jnp if on_jax else np
     dtype = jnp.result_type(np.float32, *[r.data.dtype for r in raws])

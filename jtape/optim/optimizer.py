@@ -102,7 +102,8 @@ class Optimizer:
         masks = [[any(p is q for q in g["params"]) for p in self.params] for g in self.param_groups]
         self.transform = _groups.combine(transforms, masks)
         self.steps = 0
-        self._update = jax.jit(functools.partial(_apply, self.transform))
+        self._apply = functools.partial(_apply, self.transform)
+        self._update = jax.jit(self._apply)
         self._sync = _groups.Sync(where, self._sources)
         self._sync.remember(self.param_groups)
         self._sync.forget()  # write each group's own options into its injected hyperparameters now
@@ -144,13 +145,21 @@ class Optimizer:
                       else "no parameter has a .grad")
             raise ValueError(f"{type(self).__name__}.step: {source}; expected gradients from this step's "
                              f"backward (was the forward pass run on the AutodiffBackend with recording on?)")
-        g_raws = [p.backend.full(p.shape, 0, p.dtype) if g is None else g for p, g in zip(self.params, found)]
         params = [p.raw() for p in self.params]
         extra = {} if value is None else {"value": self._value_array(value)}
         state = self.state
+        backend = self.params[0].backend
+        join = getattr(backend, "deferred_update", None)
+        if join is not None and any(p.backend is not backend for p in self.params):
+            join = None
 
         def update() -> tuple:
             try:
+                if join is not None:         # deferred eager: the update joins the backward's program
+                    joined = join(self._apply, params, found, state, extra)
+                    if joined is not None:
+                        return joined
+                g_raws = [p.backend.full(p.shape, 0, p.dtype) if g is None else g for p, g in zip(self.params, found)]
                 return self._update(self._arrays(params), self._arrays(g_raws), state, extra)
             except TypeError as e:
                 if "value" in str(e) and value is None:

@@ -119,8 +119,12 @@ def test_repeated_identical_steps_compile_one_program():
     _step_on(backend, model, opt, 16, rng)
     assert cache.compiles == 0                  # first sight: op by op, nothing compiled
     _step_on(backend, model, opt, 16, rng)
+    assert cache.compiles == 1                  # second sight: the forward and walk compiled
+    _step_on(backend, model, opt, 16, rng)      # the backward waits; the update is seen once, runs apart
+    assert cache.compiles == 1
+    _step_on(backend, model, opt, 16, rng)      # forward, walk and update compiled as one program
     compiled, programs = cache.compiles, len(cache.programs)
-    assert compiled >= 1
+    assert compiled == 2
     for _ in range(40):
         _step_on(backend, model, opt, 16, rng)
     assert cache.compiles == compiled, f"compiles: got {cache.compiles} after 40 identical steps; expected {compiled}"

@@ -1,0 +1,194 @@
+"""Deferred eager with the optimizer's update joined to the step's program.
+
+Once a step's program is compiled, ``Tensor.backward()`` hands out pending gradients and waits; an
+``opt.step()`` right after it joins the update to the program (forward, walk and update run as
+one). Everything a user can do between ``backward`` and ``step`` — read a gradient, clip, record
+more ops, call ``backward`` again, step a second optimizer, change a learning rate — must give what
+the op-by-op run gives. Each case runs enough steps to reach the joined program (step 4 on)."""
+
+from __future__ import annotations
+
+import numpy as np
+import optax
+import pytest
+
+from jtape import autodiff, nn, optim, tensor
+from jtape.backends import JaxBackend
+from jtape.tensor.errors import ArgumentError
+
+STEPS = 7
+
+
+def _setup(defer: bool, make_opt, *, unused: bool = False):
+    backend = autodiff.new(JaxBackend("cpu"), defer=defer)
+    model = nn.Sequential(nn.Linear(6, 8, backend, seed=0), nn.ReLU(), nn.Linear(8, 3, backend, seed=1))
+    params = model.parameters()
+    if unused:                  # a parameter no loss reaches: its gradient is None (zeros for the update)
+        model.spare = nn.Parameter(tensor.from_numpy(np.ones((4,), np.float32), backend))
+        params = model.parameters()
+    rng = np.random.default_rng(0)
+    x = tensor.from_numpy(rng.standard_normal((5, 6)).astype(np.float32), backend, requires_grad=False)
+    y = tensor.from_numpy(rng.integers(0, 3, 5).astype(np.int32), backend)
+    return backend, model, make_opt(params), x, y
+
+
+def _run(defer: bool, step, make_opt=lambda ps: optim.Adam(ps, lr=0.05), **kw):
+    """``step(ctx, i)`` for STEPS steps; returns the record it made, the parameters and the backend."""
+    backend, model, opt, x, y = _setup(defer, make_opt, **kw)
+    ctx = {"backend": backend, "model": model, "opt": opt, "x": x, "y": y, "record": []}
+    for i in range(STEPS):
+        step(ctx, i)
+    return ctx["record"], [p.numpy() for p in model.parameters()], backend
+
+
+def _joined_programs(backend) -> int:
+    return sum(1 for key in backend._deferred.programs if key.spec[0] == "update")
+
+
+def _same(step, make_opt=lambda ps: optim.Adam(ps, lr=0.05), joined: bool = True, **kw):
+    rec_d, params_d, backend = _run(True, step, make_opt, **kw)
+    rec_o, params_o, _ = _run(False, step, make_opt, **kw)
+    assert len(rec_d) == len(rec_o)
+    for a, b in zip(rec_d, rec_o):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    for a, b in zip(params_d, params_o):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert (_joined_programs(backend) >= 1) is joined, backend._deferred.programs.keys()
+    assert backend._deferred.prepared is None
+    return backend
+
+
+def _loss(ctx):
+    return ctx["model"](ctx["x"]).cross_entropy(ctx["y"])
+
+
+def test_plain_steps_join_the_update_and_equal_op_by_op():
+    def step(ctx, i):
+        loss = _loss(ctx)
+        loss.backward()
+        ctx["opt"].step()
+        ctx["record"].append(loss.numpy())
+        ctx["record"] += [p.grad.numpy() for p in ctx["model"].parameters()]   # read after the step
+        ctx["opt"].zero_grad()
+    backend = _same(step)
+    assert backend._deferred.compiles == 2       # the step's program, then the step with its update
+
+
+def test_sgd_with_a_learning_rate_changed_every_step():
+    def step(ctx, i):
+        ctx["opt"].param_groups[0]["lr"] = 0.1 / (i + 1)
+        loss = _loss(ctx)
+        loss.backward()
+        ctx["opt"].step()
+        ctx["opt"].zero_grad()
+        ctx["record"].append(loss.numpy())
+    _same(step, make_opt=lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9))
+
+
+def test_a_parameter_without_gradient_gets_zeros_in_the_joined_update():
+    def step(ctx, i):
+        loss = _loss(ctx)
+        loss.backward()
+        assert ctx["model"].spare.grad is None
+        ctx["opt"].step()
+        ctx["opt"].zero_grad()
+        ctx["record"].append(loss.numpy())
+    _same(step, make_opt=lambda ps: optim.AdamW(ps, lr=0.05, weight_decay=0.1), unused=True)
+
+
+def test_reading_a_gradient_before_the_step_runs_the_program_without_the_update():
+    def step(ctx, i):
+        loss = _loss(ctx)
+        loss.backward()
+        ctx["record"].append(ctx["model"].parameters()[0].grad.numpy())
+        ctx["opt"].step()
+        ctx["opt"].zero_grad()
+    _same(step, joined=False)
+
+
+def test_clipping_between_backward_and_step():
+    def step(ctx, i):
+        loss = _loss(ctx)
+        loss.backward()
+        norm = optim.clip_grad_norm_(ctx["model"].parameters(), 0.5)
+        ctx["opt"].step()
+        ctx["opt"].zero_grad()
+        ctx["record"] += [loss.numpy(), norm.numpy()]
+    _same(step, joined=False)
+
+
+def test_accumulating_two_backwards_before_a_step():
+    def step(ctx, i):
+        half = ctx["x"] * 0.5
+        _loss(ctx).backward()
+        ctx["model"](half).cross_entropy(ctx["y"]).backward()   # recorded after a waiting backward
+        ctx["opt"].step()
+        ctx["opt"].zero_grad()
+        ctx["record"].append(ctx["model"].parameters()[1].numpy())
+    _same(step, joined=False)         # the sum of the two gradients is computed apart: no join
+
+
+def test_two_optimizers_after_one_backward():
+    """The first optimizer's update joins the program; the second reads gradients that exist."""
+    def make(ps):
+        return [optim.SGD(ps[:2], lr=0.1), optim.Adam(ps[2:], lr=0.01)]
+
+    def step(ctx, i):
+        loss = _loss(ctx)
+        loss.backward()
+        for opt in ctx["opt"]:
+            opt.step()
+            opt.zero_grad()
+        ctx["record"].append(loss.numpy())
+    _same(step, make_opt=make)
+
+
+def test_an_unstepped_backward_runs_when_the_next_op_is_recorded():
+    def step(ctx, i):
+        loss = _loss(ctx)
+        loss.backward()
+        if i % 2:
+            ctx["opt"].step()
+        else:                     # no step: the waiting program runs at the next op
+            ctx["record"].append(loss.numpy())
+        ctx["opt"].zero_grad()
+    _same(step)                       # the steps that do step join
+
+
+def test_a_transform_watching_the_loss():
+    def make(ps):
+        tx = optax.chain(optax.sgd(0.1), optax.contrib.reduce_on_plateau(patience=1, factor=0.5))
+        return optim.Optimizer(ps, tx)
+
+    def step(ctx, i):
+        loss = _loss(ctx)
+        loss.backward()
+        ctx["opt"].step(value=loss)
+        ctx["opt"].zero_grad()
+        ctx["record"].append(loss.numpy())
+    _same(step, make_opt=make, joined=False)     # value= reads the loss: the program runs first
+
+
+def test_a_missing_value_raises_and_every_promised_value_is_still_computed():
+    """The joined program's trace fails (the transform needs value=): the error is the optimizer's
+    ArgumentError, and the loss and gradients the backward promised are computed all the same."""
+    tx = optax.chain(optax.sgd(0.1), optax.contrib.reduce_on_plateau(patience=1))
+    backend, model, opt, x, y = _setup(True, lambda ps: optim.Optimizer(ps, tx))
+    for _ in range(3):
+        loss = model(x).cross_entropy(y)
+        loss.backward()
+        opt.step(value=loss)
+        opt.zero_grad()
+    params = [p.numpy() for p in model.parameters()]
+    for _ in range(2):      # seen once, then joined: the trace meets the missing value
+        loss = model(x).cross_entropy(y)
+        loss.backward()
+        with pytest.raises(ArgumentError, match="value="):
+            opt.step()
+        assert backend._deferred.prepared is None
+        assert np.isfinite(loss.item())
+        assert all(np.isfinite(p.grad.numpy()).all() for p in model.parameters())
+        opt.zero_grad()
+    assert _joined_programs(backend) == 1          # the second time, the joined program's trace raised
+    for p, before in zip(model.parameters(), params):
+        np.testing.assert_array_equal(p.numpy(), before)       # no update happened
