@@ -87,9 +87,13 @@ def _compiled_peak(lower: Callable) -> float | None:
 def _programs_peak(deferred: Any) -> float | None:
     """Deferred eager: the largest of its cached programs by XLA's memory analysis (the step's
     activations live inside the program, where sampling live jax arrays cannot see them). The
-    optimizer's own update, a separate small program, is not included."""
+    optimizer's update, which joins the step's program once it repeats, is not included: the
+    program of the same step without it is measured)."""
     peaks = []
-    for key, (compiled, _run) in list(deferred.programs.items()):
+    for key, entry in list(deferred.programs.items()):
+        if key.spec[0] == "update":
+            continue
+        compiled = entry[0]
         args = [jax.ShapeDtypeStruct(tuple(shape), dtype.jax) for shape, dtype, _ in key.spec[1]]
         peaks.append(_compiled_peak(lambda compiled=compiled, args=args: compiled.lower(args)))
     peaks = [p for p in peaks if p is not None]

@@ -198,8 +198,8 @@ class Deferred:
                 where.append(j)
             if any(p.data.__class__ is Pending for p in params):
                 return None
-            key = _Key(("update", prepared.spec, fn, tuple(where)))
-            if self._count(key) < 2 and key not in self.programs:
+            count, key = self._count(_Key(("update", prepared.spec, fn, tuple(where))))
+            if count < 2 and key not in self.programs:
                 return None              # first sight: the caller runs its update apart
             compiled = self._cached(key, lambda: _joined(prepared.entry[1], fn, tuple(where)))
             self.prepared = None
@@ -217,8 +217,7 @@ class Deferred:
         nodes, internal = _needed(nodes)
         outs = [node.out() for node in nodes]
         spec, args, outputs, keep = _describe(nodes, outs, walk, internal)
-        spec = _Key(spec)
-        count = self._count(spec)
+        count, spec = self._count(_Key(spec))
         walked = 0 if walk is None else len(walk[0])
         if spec not in self.programs and (count < 2 or len(nodes) + walked > MAX_PROGRAM_OPS):
             execute = self.inner.execute             # first sight, or huge: op by op, no compile
@@ -250,13 +249,15 @@ class Deferred:
             return None
         return {x: RawTensor(g, x.shape, x.dtype, self.device) for x, g in zip(keep, garrays) if g is not None}
 
-    def _count(self, key: _Key) -> int:
-        """How many times ``key`` was met (this time included); remembers at most MAX_SEEN keys."""
-        count = self.seen.pop(key, 0) + 1
-        self.seen[key] = count
+    def _count(self, key: _Key) -> tuple[int, _Key]:
+        """How many times ``key`` was met (this time included), and the key object first met for
+        it: later lookups with that one compare by identity, not the whole structure again.
+        Remembers at most MAX_SEEN keys."""
+        count, first = self.seen.pop(key, (0, key))
+        self.seen[first] = (count + 1, first)
         if len(self.seen) > MAX_SEEN:
             self.seen.popitem(last=False)
-        return count
+        return count + 1, first
 
     def _cached(self, key: _Key, make: Any) -> Any:
         """The program cached under ``key``, made (and counted in ``compiles``) if missing; at most
