@@ -85,7 +85,7 @@ class Deferred:
         """The backend is being dropped: run what is still pending, so a tensor someone still holds
         (a RawTensor kept without its Tensor) keeps its value. Usually nothing is pending."""
         try:
-            if self.nodes:
+            if self.nodes or self.prepared is not None:
                 self.flush()
         except Exception:     # noqa: BLE001 — interpreter shutdown: nothing can use the values any more
             pass
@@ -226,9 +226,10 @@ class Deferred:
             return None
         entry = self._cached(spec, lambda: _compile(spec.spec, self.inner))
         prepared = Prepared(spec, entry, [a.data for a in args], [outs[i] for i in outputs], [])
-        if walk is not None and not walk[3] and entry[1].grad_mask is not None:
+        if walk is not None and not walk[3] and entry[1].grad_mask is not None and not entry[1].checks:
             # a Tensor.backward whose program ran before: its gradients are handed out pending, and
-            # the program waits for an optimizer's update to join it (``update``)
+            # the program waits for an optimizer's update to join it (``update``). Not when the
+            # program checks index values: an index out of range raises from backward() itself.
             grads = {}
             for x, has in zip(keep, entry[1].grad_mask):
                 g = None

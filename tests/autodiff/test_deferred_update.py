@@ -14,7 +14,7 @@ import pytest
 
 from jtape import autodiff, nn, optim, tensor
 from jtape.backends import JaxBackend
-from jtape.tensor.errors import ArgumentError
+from jtape.tensor.errors import ArgumentError, ShapeError
 
 STEPS = 7
 
@@ -192,3 +192,22 @@ def test_a_missing_value_raises_and_every_promised_value_is_still_computed():
     assert _joined_programs(backend) == 1          # the second time, the joined program's trace raised
     for p, before in zip(model.parameters(), params):
         np.testing.assert_array_equal(p.numpy(), before)       # no update happened
+
+
+def test_a_pending_index_out_of_range_raises_from_backward_itself():
+    """A program that checks index values does not wait for an update: the error comes from the
+    backward() that caused it (here no accumulation into .grad reads the gradient first)."""
+    backend = autodiff.new(JaxBackend("cpu"))
+    x = tensor.from_numpy(np.arange(6.0, dtype=np.float32).reshape(2, 3), backend)
+
+    def step(shift: float):
+        s = tensor.from_numpy(np.array([[shift]], np.float32), backend, requires_grad=False)
+        index = (x.sum_dim(1, True) * 0.0 + s).cast("int32")     # pending: checked by the program
+        x.gather(1, index).sum().backward()
+        x.zero_grad()
+
+    for shift in (1.0, 2.0, 0.0):                     # seen, compiled, cached
+        step(shift)
+    with pytest.raises(ShapeError, match=r"gather: got index values in \[5, 5\]"):
+        step(5.0)
+    assert backend._deferred.prepared is None
