@@ -200,8 +200,12 @@ def _committed(tree: Any) -> Any:
     """The state's arrays committed to their device. A fresh optimizer state (optax's init) is
     uncommitted, while every array a call returns is committed: without this, jax.jit would see a
     new input placement on the second call and compile the step a second time."""
+    def uncommitted(a: Any) -> bool:
+        return isinstance(a, jax.Array) and not a.committed and not isinstance(a, jax.core.Tracer)
+
     def commit(a: Any) -> Any:
-        if isinstance(a, jax.Array) and not a.committed and not isinstance(a, jax.core.Tracer):
-            return jax.device_put(a, next(iter(a.devices())))
-        return a
+        return jax.device_put(a, next(iter(a.devices()))) if uncommitted(a) else a
+    # after the first call every array came out of the program: only look, then change nothing
+    if not any(uncommitted(a) for a in jax.tree_util.tree_leaves(tree)):
+        return tree
     return jax.tree_util.tree_map(commit, tree)
