@@ -401,11 +401,13 @@ def _needed(nodes: list[Node]) -> tuple[list[Node], dict[int, int]]:
     them with their ``_input_refs`` (counted again when ops were dropped: theirs are gone)."""
     outs = [node.out() for node in nodes]           # None: a result nobody holds any more
     internal = _input_refs(nodes)
-    index = {id(out): i for i, out in enumerate(outs) if out is not None}
     # References: getrefcount's argument and the ``outs`` list (a Pending's are weak); indexed, not
     # iterated (a loop variable would be one more).
     needed = [outs[i] is not None and sys.getrefcount(outs[i]) - 2 - internal.get(id(outs[i]), 0) > 0
               for i in range(len(outs))]
+    if all(needed):          # the usual case (a step's tape holds every result): nothing to drop
+        return nodes, internal
+    index = {id(out): i for i, out in enumerate(outs) if out is not None}
     for i in range(len(nodes) - 1, -1, -1):
         if needed[i]:
             for t in flat_inputs(nodes[i].inputs):
