@@ -11,10 +11,10 @@ does not run: its result holds a ``Pending`` value. The pending ops run at a **f
 * any read of a value (``.numpy()``, ``.item()``, ``print``, ``float(t)``, ``np.asarray``, a
   Python ``if`` on a tensor) and every other walk — the pending forward ops as one program.
 
-Once a step's program is compiled, ``Tensor.backward()`` goes one step further: it hands each leaf
-a *pending* gradient and waits. If ``optimizer.step()`` comes next, its update joins the program —
-forward, walk and update run as one (``Deferred.update``) — and anything else (reading a ``.grad``,
-recording the next op) runs the program without it.
+From the second time a step is seen, ``Tensor.backward()`` goes one step further: it hands each
+leaf a *pending* gradient and waits. If ``optimizer.step()`` comes next, its update joins the
+program — forward, walk and update run as one, compiled as one (``Deferred.update``) — and
+anything else (reading a ``.grad``, recording the next op) runs the program without it.
 
 A program is cached by the step's *structure*: the ops and their static arguments, which tensor
 feeds which, the shapes and dtypes, and which gradients are asked for. The first time a structure
@@ -183,8 +183,9 @@ class Deferred:
         zeros). The forward, the walk and the update then run as one program, which also fills
         in the gradients and values the backward promised. Returns (new params, new state), or
         None — no backward is waiting, a gradient is not one of its own, a parameter is pending,
-        or this update was not seen before (it is compiled the second time) — after which the
-        caller runs its update apart, reading the gradients (the waiting program runs then)."""
+        or the step's program already ran by itself and this update was not seen before (it is
+        compiled the second time) — after which the caller runs its update apart, reading the
+        gradients (the waiting program runs then)."""
         with self.lock:
             prepared = self.prepared
             if prepared is None:
@@ -199,13 +200,16 @@ class Deferred:
             if any(p.data.__class__ is Pending for p in params):
                 return None
             count, key = self._count(_Key(("update", prepared.spec, fn, tuple(where))))
-            if count < 2 and key not in self.programs:
-                return None              # first sight: the caller runs its update apart
-            compiled = self._cached(key, lambda: _joined(prepared.entry[1], fn, tuple(where)))
+            if count < 2 and key not in self.programs and prepared.entry[1].ran:
+                return None              # first sight, the step's program compiled: the update runs apart
+            joined = self._cached(key, lambda: [_joined(prepared.entry[1], fn, tuple(where)), False])
+            if not joined[1]:
+                self.compiles += 1      # compiled now, at its first call
+                joined[1] = True
             self.prepared = None
             try:
-                values, garrays, ranges, new, new_state = compiled(prepared.arrays, [p.data for p in params],
-                                                                   state, extra)
+                values, garrays, ranges, new, new_state = joined[0](prepared.arrays, [p.data for p in params],
+                                                                    state, extra)
             except Exception:
                 self._finish(prepared)   # every promised value still gets computed
                 raise
@@ -226,10 +230,13 @@ class Deferred:
             return None
         entry = self._cached(spec, lambda: _compile(spec.spec, self.inner))
         prepared = Prepared(spec, entry, [a.data for a in args], [outs[i] for i in outputs], [])
-        if walk is not None and not walk[3] and entry[1].grad_mask is not None and not entry[1].checks:
-            # a Tensor.backward whose program ran before: its gradients are handed out pending, and
-            # the program waits for an optimizer's update to join it (``update``). Not when the
-            # program checks index values: an index out of range raises from backward() itself.
+        if walk is not None and not walk[3] and entry[1].grad_mask is None:
+            jax.eval_shape(entry[0], prepared.arrays)   # traced, not compiled: which leaves get a gradient
+        if walk is not None and not walk[3] and not entry[1].checks:
+            # A Tensor.backward: its gradients are handed out pending, and the program waits for an
+            # optimizer's update to join it (``update``); it is compiled when it first runs, so a
+            # step whose update joins at once never compiles it alone. Not when the program checks
+            # index values: an index out of range raises from backward() itself.
             grads = {}
             for x, has in zip(keep, entry[1].grad_mask):
                 g = None
@@ -239,7 +246,7 @@ class Deferred:
                 prepared.grads.append(g)
             self.prepared = prepared
             return grads
-        values, garrays, ranges = entry[0](prepared.arrays)
+        values, garrays, ranges = self._call_alone(entry, prepared.arrays)
         if walk is not None and walk[3] and len(outputs) < len(nodes):
             # A result only the kept tape holds stays pending (its op is queued again): a later walk
             # or read computes it; usually the tape is cleared first, and it never runs again.
@@ -261,12 +268,11 @@ class Deferred:
         return count + 1, first
 
     def _cached(self, key: _Key, make: Any) -> Any:
-        """The program cached under ``key``, made (and counted in ``compiles``) if missing; at most
-        MAX_PROGRAMS are kept, the least recently used dropped."""
+        """The program cached under ``key``, made if missing (jax compiles it at its first call); at
+        most MAX_PROGRAMS are kept, the least recently used dropped."""
         entry = self.programs.pop(key, None)
         if entry is None:
             entry = make()
-            self.compiles += 1
         self.programs[key] = entry
         if len(self.programs) > MAX_PROGRAMS:
             self.programs.popitem(last=False)
@@ -274,8 +280,16 @@ class Deferred:
 
     def _finish(self, prepared: Prepared) -> None:
         """Run a waiting backward's program without an update."""
-        values, garrays, ranges = prepared.entry[0](prepared.arrays)
+        values, garrays, ranges = self._call_alone(prepared.entry, prepared.arrays)
         self._store(prepared, values, garrays, ranges)
+
+    def _call_alone(self, entry: tuple, arrays: list) -> tuple:
+        """Run a step's program by itself (compiled at its first run: counted in ``compiles``)."""
+        compiled, run = entry
+        if not run.ran:
+            self.compiles += 1
+            run.ran = True
+        return compiled(arrays)
 
     @staticmethod
     def _store(prepared: Prepared, values: list, garrays: Any, ranges: list) -> None:
@@ -482,6 +496,7 @@ def _program(spec: tuple, inner: Any):
         return [vals[i].data for i in outputs], grads, [(c.low, c.high) for c in checks]
     run.checks = []
     run.grad_mask = None       # which kept tensors get a gradient: known once traced
+    run.ran = False            # has the program run (compiled) by itself, without an update joined?
     return run
 
 
