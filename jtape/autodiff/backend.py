@@ -23,8 +23,9 @@ from ..tensor.raw import RawTensor
 from ..tensor.registry import OpDef, subscribe
 from ..tensor.shape import Device
 from .anomaly import SWITCHES
-from .deferred import Deferred, flat_inputs
+from .deferred import Deferred
 from .grad_mode import no_grad
+from .programs import flat_inputs
 from .tape import GradientTape, inside_jax_trace
 
 

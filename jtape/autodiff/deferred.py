@@ -16,7 +16,8 @@ leaf a *pending* gradient and waits. If ``optimizer.step()`` comes next, its upd
 program — forward, walk and update run as one, compiled as one (``Deferred.update``) — and
 anything else (reading a ``.grad``, recording the next op) runs the program without it.
 
-A program is cached by the step's *structure*: the ops and their static arguments, which tensor
+A program is cached by the step's *structure* (described, and built for jax.jit, in
+``jtape.autodiff.programs``): the ops and their static arguments, which tensor
 feeds which, the shapes and dtypes, and which gradients are asked for. The first time a structure
 is seen it runs op by op (no compile for code that runs once); from the second time it is compiled
 once and reused. Value checks (index ranges) come back as outputs of the program and raise after
@@ -26,20 +27,18 @@ it ran. Tracing, hooks, anomaly mode, source capture and ``create_graph`` stay o
 
 from __future__ import annotations
 
-import sys
 import threading
 import weakref
 from collections import OrderedDict
-from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
 from ..tensor.raw import Pending, RawTensor
 from ..tensor.registry import REGISTRY, OpDef
+from .programs import Key, Node, all_produced, compile_program, describe, joined_program, needed
 from .tape import GradientTape
 
 _new_pending = _new_node = tuple.__new__
@@ -48,20 +47,6 @@ MAX_PENDING = 20_000      # flush anyway past this many pending ops (memory stay
 MAX_PROGRAMS = 32         # compiled programs kept per backend (least recently used dropped)
 MAX_SEEN = 1024           # structures remembered (a changing shape every step cannot grow this)
 MAX_PROGRAM_OPS = 4000    # larger programs run op by op: XLA's compile time grows faster than their run time
-
-
-class Node(NamedTuple):
-    """One pending op: everything needed to run it (a registered op with normalised statics). The
-    result is held weakly: the result holds its Pending value, which holds this program, so a strong
-    reference here would make a cycle — and a result nobody holds any more need not be computed."""
-
-    op: OpDef
-    inputs: list            # RawTensors, a tuple for a sequence parameter
-    statics: dict
-    out: Any                # weakref to the result RawTensor
-    shape: Any
-    dtype: Any
-    checked: bool           # its index values were checked when it was recorded (none was pending)
 
 
 class Deferred:
@@ -168,7 +153,7 @@ class Deferred:
         why). With ``retain`` the tape's tensors keep their values (a later walk needs them)."""
         ops = tape.operations()
         if (not all(type(op).op is not None for op in ops) or any(x.released for op in ops for x in op.inputs())
-                or not _all_produced(ops, seeds)):
+                or not all_produced(ops, seeds)):
             self.flush()
             return None
         with self.lock:
@@ -199,10 +184,10 @@ class Deferred:
                 where.append(j)
             if any(p.data.__class__ is Pending for p in params):
                 return None
-            count, key = self._count(_Key(("update", prepared.spec, fn, tuple(where))))
+            count, key = self._count(Key(("update", prepared.spec, fn, tuple(where))))
             if count < 2 and key not in self.programs and prepared.entry[1].ran:
                 return None              # first sight, the step's program compiled: the update runs apart
-            joined = self._cached(key, lambda: [_joined(prepared.entry[1], fn, tuple(where)), False])
+            joined = self._cached(key, lambda: [joined_program(prepared.entry[1], fn, tuple(where)), False])
             if not joined[1]:
                 self.compiles += 1      # compiled now, at its first call
                 joined[1] = True
@@ -218,17 +203,17 @@ class Deferred:
 
     # -- describing and running a program ----------------------------------------------------------
     def _run(self, nodes: list[Node], walk: tuple | None) -> dict | None:
-        nodes, internal = _needed(nodes)
+        nodes, internal = needed(nodes)
         outs = [node.out() for node in nodes]
-        spec, args, outputs, keep = _describe(nodes, outs, walk, internal)
-        count, spec = self._count(_Key(spec))
+        spec, args, outputs, keep = describe(nodes, outs, walk, internal)
+        count, spec = self._count(Key(spec))
         walked = 0 if walk is None else len(walk[0])
         if spec not in self.programs and (count < 2 or len(nodes) + walked > MAX_PROGRAM_OPS):
             execute = self.inner.execute             # first sight, or huge: op by op, no compile
             for node, out in zip(nodes, outs):
                 out.data = execute(node.op, node.inputs, node.statics, node.shape, node.dtype).data
             return None
-        entry = self._cached(spec, lambda: _compile(spec.spec, self.inner))
+        entry = self._cached(spec, lambda: compile_program(spec.spec, self.inner))
         prepared = Prepared(spec, entry, [a.data for a in args], [outs[i] for i in outputs], [])
         if walk is not None and not walk[3] and entry[1].grad_mask is None:
             jax.eval_shape(entry[0], prepared.arrays)   # traced, not compiled: which leaves get a gradient
@@ -257,7 +242,7 @@ class Deferred:
             return None
         return {x: RawTensor(g, x.shape, x.dtype, self.device) for x, g in zip(keep, garrays) if g is not None}
 
-    def _count(self, key: _Key) -> tuple[int, _Key]:
+    def _count(self, key: Key) -> tuple[int, Key]:
         """How many times ``key`` was met (this time included), and the key object first met for
         it: later lookups with that one compare by identity, not the whole structure again.
         Remembers at most MAX_SEEN keys."""
@@ -267,7 +252,7 @@ class Deferred:
             self.seen.popitem(last=False)
         return count + 1, first
 
-    def _cached(self, key: _Key, make: Any) -> Any:
+    def _cached(self, key: Key, make: Any) -> Any:
         """The program cached under ``key``, made if missing (jax compiles it at its first call); at
         most MAX_PROGRAMS are kept, the least recently used dropped."""
         entry = self.programs.pop(key, None)
@@ -313,211 +298,3 @@ class Prepared(NamedTuple):
     arrays: list
     outs: list
     grads: list
-
-
-def _compile(spec: tuple, inner: Any) -> tuple:
-    run = _program(spec, inner)
-    return jax.jit(run), run
-
-
-def _joined(run: Any, fn: Any, where: tuple) -> Any:
-    """A backward's program with an update after it (``Deferred.update``): also returns the new
-    parameters and state. ``where[i]``: which of the walk's gradients is parameter i's (None: zeros)."""
-    def joined(arrays: list, params: list, state: Any, extra: dict) -> tuple:
-        values, grads, ranges = run(arrays)
-        gs = [jnp.zeros_like(p) if j is None else grads[j] for p, j in zip(params, where)]
-        new, new_state = fn(params, gs, state, extra)
-        return values, grads, ranges, new, new_state
-    return jax.jit(joined)
-
-
-def _all_produced(ops: list, seeds: dict) -> bool:
-    """Was every seeded tensor made by an op on the tape? (A function of its own: the set of outputs
-    must not be alive while ``_live_outputs`` counts the references to each output.)"""
-    produced = {op.output() for op in ops}
-    return all(out in produced for out in seeds)
-
-
-class _Key:
-    """A structure as a cache key: its hash computed once (a deep tuple rehashes on every lookup)."""
-
-    __slots__ = ("spec", "hash")
-
-    def __init__(self, spec: tuple):
-        self.spec, self.hash = spec, hash(spec)
-
-    def __hash__(self) -> int:
-        return self.hash
-
-    def __eq__(self, other: object) -> bool:
-        return self is other or (other.__class__ is _Key and self.hash == other.hash and self.spec == other.spec)
-
-
-def _describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, internal: dict) -> tuple:
-    """The structure of a program (hashable: the cache key) and what it runs on (``internal``: the
-    references the pending ops' inputs hold, see ``_input_refs``).
-
-    Every tensor is named by a ref: ("n", i) for the output of pending op i, ("a", k) for the k-th
-    argument (a tensor whose value exists). Returns (spec, args, outputs, keep): outputs are the
-    pending ops whose values the program returns, keep the leaves whose gradients it returns."""
-    refs: dict[int, tuple] = {}
-    args: list[RawTensor] = []
-
-    def ref(t: RawTensor) -> tuple:
-        r = refs.get(id(t))
-        if r is None:
-            r = refs[id(t)] = ("a", len(args))
-            args.append(t)
-        return r
-
-    node_specs = []
-    for i, (node, out) in enumerate(zip(nodes, outs)):
-        ins = tuple([tuple([ref(t) for t in x]) if x.__class__ is tuple else ref(x) for x in node.inputs])
-        node_specs.append((node.op.name, tuple(node.statics.items()), ins, node.shape, node.dtype, out.requires_grad,
-                           node.checked))
-        refs[id(out)] = ("n", i)
-    walk_spec, keep = None, []
-    if walk is not None:
-        ops, seeds, keep_in, _ = walk
-        op_specs = []
-        for op in ops:
-            out_ref = ref(op.output())
-            if out_ref[0] == "n" and _recorded_from(op, nodes[out_ref[1]]):
-                op_specs.append(out_ref)        # the op recorded with pending op i: its inputs and statics
-            else:
-                op_specs.append((type(op), tuple(op.statics().items()), tuple([ref(x) for x in op.inputs()]), out_ref))
-        seed_specs = tuple([(ref(out), None if seed is None else ref(seed)) for out, seed in seeds.items()])
-        keep = sorted(set(keep_in), key=ref)             # a canonical order: the same step, the same key
-        walk_spec = (tuple(op_specs), seed_specs, tuple([ref(x) for x in keep]))
-    outputs = _live_outputs(outs, walk, internal)
-    arg_meta = tuple((a.shape, a.dtype, a.requires_grad) for a in args)
-    return (tuple(node_specs), arg_meta, walk_spec, tuple(outputs)), args, outputs, keep
-
-
-def flat_inputs(inputs: list) -> list:
-    """An op's input tensors with a sequence parameter (a tuple: ``stack``, ``cat``) spread out."""
-    return [t for x in inputs for t in (x if x.__class__ is tuple else (x,))]
-
-
-def _input_refs(nodes: list[Node]) -> dict[int, int]:
-    """id(tensor) -> how many references the pending ops' inputs hold to it."""
-    internal: dict[int, int] = {}
-    for node in nodes:
-        for t in flat_inputs(node.inputs):
-            internal[id(t)] = internal.get(id(t), 0) + 1
-    return internal
-
-
-def _needed(nodes: list[Node]) -> tuple[list[Node], dict[int, int]]:
-    """The pending ops whose results can still be read: referenced from outside the pending ops (a
-    user's variable, a Tensor, an op on the tape), or read by such an op, transitively. The rest —
-    results nobody holds, and chains of them held only by each other — are dropped unrun. Returns
-    them with their ``_input_refs`` (counted again when ops were dropped: theirs are gone)."""
-    outs = [node.out() for node in nodes]           # None: a result nobody holds any more
-    internal = _input_refs(nodes)
-    # References: getrefcount's argument and the ``outs`` list (a Pending's are weak); indexed, not
-    # iterated (a loop variable would be one more).
-    needed = [outs[i] is not None and sys.getrefcount(outs[i]) - 2 - internal.get(id(outs[i]), 0) > 0
-              for i in range(len(outs))]
-    if all(needed):          # the usual case (a step's tape holds every result): nothing to drop
-        return nodes, internal
-    index = {id(out): i for i, out in enumerate(outs) if out is not None}
-    for i in range(len(nodes) - 1, -1, -1):
-        if needed[i]:
-            for t in flat_inputs(nodes[i].inputs):
-                j = index.get(id(t))
-                if j is not None:
-                    needed[j] = True
-    if all(needed):
-        return nodes, internal
-    kept = [node for node, keep in zip(nodes, needed) if keep]
-    return kept, _input_refs(kept)
-
-
-def _recorded_from(op: Any, node: Node) -> bool:
-    """Was ``op`` recorded by the AutodiffBackend with pending op ``node`` (the same class, inputs —
-    flattened for a sequence parameter — and so statics)? Then the program rebuilds it from the node."""
-    return type(op) is node.op.operation and op._inputs == tuple(flat_inputs(node.inputs))
-
-
-def _live_outputs(outs: list[RawTensor], walk: tuple | None, internal: dict[int, int]) -> list[int]:
-    """The pending ops whose results are referenced from outside the pending ops (a user's variable,
-    a Tensor, the tape that a later walk reads): only those values leave the program; the rest stay
-    inside it, where XLA need not store them. Counted with ``sys.getrefcount``; the references of
-    the pending ops' inputs (``internal``) and of the walked tape's ops are subtracted (a released
-    tape drops them; a kept one gets them as pending ops, queued again), so a miscount can only
-    keep a value, never lose one."""
-    if walk is not None:             # the walk's tape: released after it, or kept (``_run`` queues its values again)
-        internal = dict(internal)
-        for op in walk[0]:
-            for t in (op.output(), *op.inputs()):
-                internal[id(t)] = internal.get(id(t), 0) + 1
-    # getrefcount's argument and the ``outs`` list are the other two references (a Pending's are
-    # weak). Indexed, not iterated: a loop variable would be one more reference.
-    return [i for i in range(len(outs)) if sys.getrefcount(outs[i]) - 2 - internal.get(id(outs[i]), 0) > 0]
-
-
-def _program(spec: tuple, inner: Any):
-    """The program of a structure: a pure function of the argument arrays, for jax.jit to trace.
-    ``run.checks`` gets the index checks its trace met (their ranges are outputs)."""
-    node_specs, arg_meta, walk_spec, outputs = spec
-    device = inner.device()
-
-    def run(arrays: list) -> tuple:
-        args = []
-        for a, (shape, dtype, requires_grad) in zip(arrays, arg_meta):
-            t = RawTensor(a, shape, dtype, device)
-            t.requires_grad = requires_grad
-            args.append(t)
-        vals: list[RawTensor] = []
-
-        def get(r: Any) -> Any:
-            if r and r[0].__class__ is tuple:
-                return tuple(get(x) for x in r)
-            return vals[r[1]] if r[0] == "n" else args[r[1]]
-
-        with inner.traced_checks() as checks:
-            for name, statics, ins, shape, dtype, requires_grad, checked in node_specs:
-                # checked: its index values were checked when it was recorded, so its checks here
-                # are collected apart and dropped
-                with inner.traced_checks() if checked else nullcontext():
-                    out = inner.execute(REGISTRY[name], [get(r) for r in ins], dict(statics), shape, dtype)
-                out.requires_grad = requires_grad
-                vals.append(out)
-        grads: list = []
-        if walk_spec is not None:
-            # The rules' index checks (scatter_add back at the index its forward op read) repeat
-            # the forward ops' checks, which were made above or when the op was called: collected
-            # apart and dropped, so no rule adds an output — or a host sync — to the program.
-            with inner.traced_checks():
-                grads = _walk(walk_spec, node_specs, get, inner)
-        run.checks = [c._replace(low=None, high=None) for c in checks]
-        run.grad_mask = tuple(g is not None for g in grads)
-        return [vals[i].data for i in outputs], grads, [(c.low, c.high) for c in checks]
-    run.checks = []
-    run.grad_mask = None       # which kept tensors get a gradient: known once traced
-    run.ran = False            # has the program run (compiled) by itself, without an update joined?
-    return run
-
-
-def _walk(walk_spec: tuple, node_specs: tuple, get: Any, inner: Any) -> list:
-    """Inside a program: the tape rebuilt around the traced tensors and walked with the same rules,
-    pruned to the kept tensors; their gradients' arrays (None where no gradient reaches one)."""
-    op_specs, seed_specs, keep = walk_spec
-    tape = GradientTape(traced=True)
-    tape.start_recording()
-    for spec in op_specs:
-        if spec[0] == "n":                      # recorded with pending op i
-            name, statics, ins = node_specs[spec[1]][:3]
-            tape.record(REGISTRY[name].operation(get(spec), *flat_inputs([get(r) for r in ins]), **dict(statics)))
-        else:
-            cls, statics, ins, out = spec
-            tape.record(cls(get(out), *[get(r) for r in ins], **dict(statics)))
-    seeds = {}
-    for out_ref, seed_ref in seed_specs:
-        out = get(out_ref)
-        seeds[out] = (RawTensor(jnp.ones(tuple(out.shape), out.dtype.jax), out.shape, out.dtype, out.device)
-                      if seed_ref is None else get(seed_ref))
-    keep_raws = [get(r) for r in keep]
-    got = tape.walk(seeds, inner, keep=set(keep_raws), sources=keep_raws)
-    return [None if got.get(x) is None else got[x].data for x in keep_raws]

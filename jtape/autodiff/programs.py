@@ -1,0 +1,241 @@
+"""The programs of deferred eager (``jtape.autodiff.deferred``): how a step's pending ops and its
+backward walk are described as a hashable structure (the cache key), which of them still matter
+(counted references), and the pure function of the argument arrays that jax.jit compiles — the
+pending ops run on traced RawTensors, then the tape rebuilt around them and walked with the same
+rules, and, joined after it, an optimizer's update."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ..tensor.raw import RawTensor
+from ..tensor.registry import REGISTRY, OpDef
+from .tape import GradientTape
+
+
+class Node(NamedTuple):
+    """One pending op: everything needed to run it (a registered op with normalised statics). The
+    result is held weakly: the result holds its Pending value, which holds this program, so a strong
+    reference here would make a cycle — and a result nobody holds any more need not be computed."""
+
+    op: OpDef
+    inputs: list            # RawTensors, a tuple for a sequence parameter
+    statics: dict
+    out: Any                # weakref to the result RawTensor
+    shape: Any
+    dtype: Any
+    checked: bool           # its index values were checked when it was recorded (none was pending)
+
+
+
+def compile_program(spec: tuple, inner: Any) -> tuple:
+    run = program(spec, inner)
+    return jax.jit(run), run
+
+
+def joined_program(run: Any, fn: Any, where: tuple) -> Any:
+    """A backward's program with an update after it (``Deferred.update``): also returns the new
+    parameters and state. ``where[i]``: which of the walk's gradients is parameter i's (None: zeros)."""
+    def joined(arrays: list, params: list, state: Any, extra: dict) -> tuple:
+        values, grads, ranges = run(arrays)
+        gs = [jnp.zeros_like(p) if j is None else grads[j] for p, j in zip(params, where)]
+        new, new_state = fn(params, gs, state, extra)
+        return values, grads, ranges, new, new_state
+    return jax.jit(joined)
+
+
+def all_produced(ops: list, seeds: dict) -> bool:
+    """Was every seeded tensor made by an op on the tape? (A function of its own: the set of outputs
+    must not be alive while ``live_outputs`` counts the references to each output.)"""
+    produced = {op.output() for op in ops}
+    return all(out in produced for out in seeds)
+
+
+class Key:
+    """A structure as a cache key: its hash computed once (a deep tuple rehashes on every lookup)."""
+
+    __slots__ = ("spec", "hash")
+
+    def __init__(self, spec: tuple):
+        self.spec, self.hash = spec, hash(spec)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return self is other or (other.__class__ is Key and self.hash == other.hash and self.spec == other.spec)
+
+
+def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, internal: dict) -> tuple:
+    """The structure of a program (hashable: the cache key) and what it runs on (``internal``: the
+    references the pending ops' inputs hold, see ``input_refs``).
+
+    Every tensor is named by a ref: ("n", i) for the output of pending op i, ("a", k) for the k-th
+    argument (a tensor whose value exists). Returns (spec, args, outputs, keep): outputs are the
+    pending ops whose values the program returns, keep the leaves whose gradients it returns."""
+    refs: dict[int, tuple] = {}
+    args: list[RawTensor] = []
+
+    def ref(t: RawTensor) -> tuple:
+        r = refs.get(id(t))
+        if r is None:
+            r = refs[id(t)] = ("a", len(args))
+            args.append(t)
+        return r
+
+    node_specs = []
+    for i, (node, out) in enumerate(zip(nodes, outs)):
+        ins = tuple([tuple([ref(t) for t in x]) if x.__class__ is tuple else ref(x) for x in node.inputs])
+        node_specs.append((node.op.name, tuple(node.statics.items()), ins, node.shape, node.dtype, out.requires_grad,
+                           node.checked))
+        refs[id(out)] = ("n", i)
+    walk_spec, keep = None, []
+    if walk is not None:
+        ops, seeds, keep_in, _ = walk
+        op_specs = []
+        for op in ops:
+            out_ref = ref(op.output())
+            if out_ref[0] == "n" and recorded_from(op, nodes[out_ref[1]]):
+                op_specs.append(out_ref)        # the op recorded with pending op i: its inputs and statics
+            else:
+                op_specs.append((type(op), tuple(op.statics().items()), tuple([ref(x) for x in op.inputs()]), out_ref))
+        seed_specs = tuple([(ref(out), None if seed is None else ref(seed)) for out, seed in seeds.items()])
+        keep = sorted(set(keep_in), key=ref)             # a canonical order: the same step, the same key
+        walk_spec = (tuple(op_specs), seed_specs, tuple([ref(x) for x in keep]))
+    outputs = live_outputs(outs, walk, internal)
+    arg_meta = tuple((a.shape, a.dtype, a.requires_grad) for a in args)
+    return (tuple(node_specs), arg_meta, walk_spec, tuple(outputs)), args, outputs, keep
+
+
+def flat_inputs(inputs: list) -> list:
+    """An op's input tensors with a sequence parameter (a tuple: ``stack``, ``cat``) spread out."""
+    return [t for x in inputs for t in (x if x.__class__ is tuple else (x,))]
+
+
+def input_refs(nodes: list[Node]) -> dict[int, int]:
+    """id(tensor) -> how many references the pending ops' inputs hold to it."""
+    internal: dict[int, int] = {}
+    for node in nodes:
+        for t in flat_inputs(node.inputs):
+            internal[id(t)] = internal.get(id(t), 0) + 1
+    return internal
+
+
+def needed(nodes: list[Node]) -> tuple[list[Node], dict[int, int]]:
+    """The pending ops whose results can still be read: referenced from outside the pending ops (a
+    user's variable, a Tensor, an op on the tape), or read by such an op, transitively. The rest —
+    results nobody holds, and chains of them held only by each other — are dropped unrun. Returns
+    them with their ``input_refs`` (counted again when ops were dropped: theirs are gone)."""
+    outs = [node.out() for node in nodes]           # None: a result nobody holds any more
+    internal = input_refs(nodes)
+    # References: getrefcount's argument and the ``outs`` list (a Pending's are weak); indexed, not
+    # iterated (a loop variable would be one more).
+    needed = [outs[i] is not None and sys.getrefcount(outs[i]) - 2 - internal.get(id(outs[i]), 0) > 0
+              for i in range(len(outs))]
+    if all(needed):          # the usual case (a step's tape holds every result): nothing to drop
+        return nodes, internal
+    index = {id(out): i for i, out in enumerate(outs) if out is not None}
+    for i in range(len(nodes) - 1, -1, -1):
+        if needed[i]:
+            for t in flat_inputs(nodes[i].inputs):
+                j = index.get(id(t))
+                if j is not None:
+                    needed[j] = True
+    if all(needed):
+        return nodes, internal
+    kept = [node for node, keep in zip(nodes, needed) if keep]
+    return kept, input_refs(kept)
+
+
+def recorded_from(op: Any, node: Node) -> bool:
+    """Was ``op`` recorded by the AutodiffBackend with pending op ``node`` (the same class, inputs —
+    flattened for a sequence parameter — and so statics)? Then the program rebuilds it from the node."""
+    return type(op) is node.op.operation and op._inputs == tuple(flat_inputs(node.inputs))
+
+
+def live_outputs(outs: list[RawTensor], walk: tuple | None, internal: dict[int, int]) -> list[int]:
+    """The pending ops whose results are referenced from outside the pending ops (a user's variable,
+    a Tensor, the tape that a later walk reads): only those values leave the program; the rest stay
+    inside it, where XLA need not store them. Counted with ``sys.getrefcount``; the references of
+    the pending ops' inputs (``internal``) and of the walked tape's ops are subtracted (a released
+    tape drops them; a kept one gets them as pending ops, queued again), so a miscount can only
+    keep a value, never lose one."""
+    if walk is not None:             # the walk's tape: released after it, or kept (``_run`` queues its values again)
+        internal = dict(internal)
+        for op in walk[0]:
+            for t in (op.output(), *op.inputs()):
+                internal[id(t)] = internal.get(id(t), 0) + 1
+    # getrefcount's argument and the ``outs`` list are the other two references (a Pending's are
+    # weak). Indexed, not iterated: a loop variable would be one more reference.
+    return [i for i in range(len(outs)) if sys.getrefcount(outs[i]) - 2 - internal.get(id(outs[i]), 0) > 0]
+
+
+def program(spec: tuple, inner: Any):
+    """The program of a structure: a pure function of the argument arrays, for jax.jit to trace.
+    ``run.checks`` gets the index checks its trace met (their ranges are outputs)."""
+    node_specs, arg_meta, walk_spec, outputs = spec
+    device = inner.device()
+
+    def run(arrays: list) -> tuple:
+        args = []
+        for a, (shape, dtype, requires_grad) in zip(arrays, arg_meta):
+            t = RawTensor(a, shape, dtype, device)
+            t.requires_grad = requires_grad
+            args.append(t)
+        vals: list[RawTensor] = []
+
+        def get(r: Any) -> Any:
+            if r and r[0].__class__ is tuple:
+                return tuple(get(x) for x in r)
+            return vals[r[1]] if r[0] == "n" else args[r[1]]
+
+        with inner.traced_checks() as checks:
+            for name, statics, ins, shape, dtype, requires_grad, checked in node_specs:
+                # checked: its index values were checked when it was recorded, so its checks here
+                # are collected apart and dropped
+                with inner.traced_checks() if checked else nullcontext():
+                    out = inner.execute(REGISTRY[name], [get(r) for r in ins], dict(statics), shape, dtype)
+                out.requires_grad = requires_grad
+                vals.append(out)
+        grads: list = []
+        if walk_spec is not None:
+            # The rules' index checks (scatter_add back at the index its forward op read) repeat
+            # the forward ops' checks, which were made above or when the op was called: collected
+            # apart and dropped, so no rule adds an output — or a host sync — to the program.
+            with inner.traced_checks():
+                grads = walk_in_program(walk_spec, node_specs, get, inner)
+        run.checks = [c._replace(low=None, high=None) for c in checks]
+        run.grad_mask = tuple(g is not None for g in grads)
+        return [vals[i].data for i in outputs], grads, [(c.low, c.high) for c in checks]
+    run.checks = []
+    run.grad_mask = None       # which kept tensors get a gradient: known once traced
+    run.ran = False            # has the program run (compiled) by itself, without an update joined?
+    return run
+
+
+def walk_in_program(walk_spec: tuple, node_specs: tuple, get: Any, inner: Any) -> list:
+    """Inside a program: the tape rebuilt around the traced tensors and walked with the same rules,
+    pruned to the kept tensors; their gradients' arrays (None where no gradient reaches one)."""
+    op_specs, seed_specs, keep = walk_spec
+    tape = GradientTape(traced=True)
+    tape.start_recording()
+    for spec in op_specs:
+        if spec[0] == "n":                      # recorded with pending op i
+            name, statics, ins = node_specs[spec[1]][:3]
+            tape.record(REGISTRY[name].operation(get(spec), *flat_inputs([get(r) for r in ins]), **dict(statics)))
+        else:
+            cls, statics, ins, out = spec
+            tape.record(cls(get(out), *[get(r) for r in ins], **dict(statics)))
+    seeds = {}
+    for out_ref, seed_ref in seed_specs:
+        out = get(out_ref)
+        seeds[out] = (RawTensor(jnp.ones(tuple(out.shape), out.dtype.jax), out.shape, out.dtype, out.device)
+                      if seed_ref is None else get(seed_ref))
+    keep_raws = [get(r) for r in keep]
+    got = tape.walk(seeds, inner, keep=set(keep_raws), sources=keep_raws)
+    return [None if got.get(x) is None else got[x].data for x in keep_raws]
