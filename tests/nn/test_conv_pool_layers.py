@@ -14,6 +14,7 @@ from jtape import autodiff, nn, optim, tensor
 from jtape.backends import JaxBackend
 from jtape.tensor.errors import ShapeError
 
+from ..training import cross_entropy_step
 from .test_layers import check_against_jax, rand
 
 NCHW = ("NCHW", "OIHW", "NCHW")
@@ -125,16 +126,8 @@ def test_compiled_cnn_training_steps_match_eager():
     models = _cnn(backend), _cnn(backend)
     opts = [optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in models]
 
-    def step(model, opt):
-        def run(x, y):
-            loss = model(x).cross_entropy(y)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-            return loss
-        return run
-
-    eager, compiled = step(models[0], opts[0]), jtape.jit(step(models[1], opts[1]), state=[models[1], opts[1]])
+    eager = cross_entropy_step(models[0], opts[0])
+    compiled = jtape.jit(cross_entropy_step(models[1], opts[1]), state=[models[1], opts[1]])
     for seed in range(3):
         x, y = _batch(backend, seed)
         np.testing.assert_allclose(compiled(x, y).item(), eager(x, y).item(), rtol=1e-5)
