@@ -38,7 +38,7 @@ from jax.core import Tracer
 
 from ..tensor.raw import Pending, RawTensor
 from ..tensor.registry import REGISTRY, OpDef
-from .programs import Key, Node, all_produced, compile_program, describe, joined_program, needed
+from .programs import Key, Node, compile_program, describe, joined_program, needed, walkable
 from .tape import GradientTape
 
 _new_pending = _new_node = tuple.__new__
@@ -152,8 +152,7 @@ class Deferred:
         op written by hand, a released tensor or a seed not made on the tape (the op-by-op walk says
         why). With ``retain`` the tape's tensors keep their values (a later walk needs them)."""
         ops = tape.operations()
-        if (not all(type(op).op is not None for op in ops) or any(x.released for op in ops for x in op.inputs())
-                or not all_produced(ops, seeds)):
+        if not walkable(ops, seeds):
             self.flush()
             return None
         with self.lock:

@@ -130,7 +130,7 @@ def _leaves(ops: list) -> set:
     """The float tensors the ops read that no op on the tape produced. (The set of outputs is freed
     on return: a deferred program counts the references to each output to decide what it returns.)"""
     produced = {op.output() for op in ops}
-    return {x for op in ops for x in op.inputs() if x not in produced and x.dtype.is_float}
+    return {x for op in ops for x in op.inputs() if x.dtype.floating and x not in produced}
 
 
 def gradient(tape: Any, backend: Any, target: Any, sources: Any, output_gradients: Any = None,

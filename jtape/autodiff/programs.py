@@ -49,10 +49,18 @@ def joined_program(run: Any, fn: Any, where: tuple) -> Any:
     return jax.jit(joined)
 
 
-def all_produced(ops: list, seeds: dict) -> bool:
-    """Was every seeded tensor made by an op on the tape? (A function of its own: the set of outputs
-    must not be alive while ``live_outputs`` counts the references to each output.)"""
-    produced = {op.output() for op in ops}
+def walkable(ops: list, seeds: dict) -> bool:
+    """Can a program rebuild and walk this tape: only registered ops' rules (none written by hand),
+    no op reading a released tensor, and every seeded tensor made by an op on the tape? (A function
+    of its own: the set of outputs must not be alive while ``live_outputs`` counts references.)"""
+    produced = set()
+    for op in ops:
+        if type(op).op is None:
+            return False
+        for x in op._inputs:
+            if x.released:
+                return False
+        produced.add(op._output)
     return all(out in produced for out in seeds)
 
 
@@ -77,38 +85,55 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, inter
 
     Every tensor is named by a ref: ("n", i) for the output of pending op i, ("a", k) for the k-th
     argument (a tensor whose value exists). Returns (spec, args, outputs, keep): outputs are the
-    pending ops whose values the program returns, keep the leaves whose gradients it returns."""
+    pending ops whose values the program returns, keep the leaves whose gradients it returns.
+    (Written flat, without helper calls per tensor: it runs at every flush.)"""
     refs: dict[int, tuple] = {}
+    get = refs.get
     args: list[RawTensor] = []
 
     def ref(t: RawTensor) -> tuple:
-        r = refs.get(id(t))
+        r = get(id(t))
         if r is None:
             r = refs[id(t)] = ("a", len(args))
             args.append(t)
         return r
 
     node_specs = []
-    for i, (node, out) in enumerate(zip(nodes, outs)):
-        ins = tuple([tuple([ref(t) for t in x]) if x.__class__ is tuple else ref(x) for x in node.inputs])
-        node_specs.append((node.op.name, tuple(node.statics.items()), ins, node.shape, node.dtype, out.requires_grad,
-                           node.checked))
+    for i, node in enumerate(nodes):
+        ins = []
+        for x in node.inputs:
+            if x.__class__ is tuple:
+                ins.append(tuple([ref(t) for t in x]))
+            else:
+                r = get(id(x))
+                if r is None:
+                    r = refs[id(x)] = ("a", len(args))
+                    args.append(x)
+                ins.append(r)
+        out = outs[i]
+        statics = node.statics
+        node_specs.append((node.op.name, tuple(statics.items()) if statics else (), tuple(ins), node.shape,
+                           node.dtype, out.requires_grad, node.checked))
         refs[id(out)] = ("n", i)
     walk_spec, keep = None, []
     if walk is not None:
         ops, seeds, keep_in, _ = walk
         op_specs = []
         for op in ops:
-            out_ref = ref(op.output())
-            if out_ref[0] == "n" and recorded_from(op, nodes[out_ref[1]]):
+            out = op._output
+            out_ref = get(id(out))
+            if out_ref is None:
+                out_ref = ref(out)
+            elif out_ref[0] == "n" and recorded_from(op, nodes[out_ref[1]]):
                 op_specs.append(out_ref)        # the op recorded with pending op i: its inputs and statics
-            else:
-                op_specs.append((type(op), tuple(op.statics().items()), tuple([ref(x) for x in op.inputs()]), out_ref))
+                continue
+            op_specs.append((type(op), tuple(op.statics().items()), tuple([ref(x) for x in op._inputs]), out_ref))
         seed_specs = tuple([(ref(out), None if seed is None else ref(seed)) for out, seed in seeds.items()])
         keep = sorted(set(keep_in), key=ref)             # a canonical order: the same step, the same key
-        walk_spec = (tuple(op_specs), seed_specs, tuple([ref(x) for x in keep]))
+        walk_spec = (tuple(op_specs), seed_specs, tuple([get(id(x)) for x in keep]))
+    x = out = None          # no local name may hold a tensor while live_outputs counts references
     outputs = live_outputs(outs, walk, internal)
-    arg_meta = tuple((a.shape, a.dtype, a.requires_grad) for a in args)
+    arg_meta = tuple([(a.shape, a.dtype, a.requires_grad) for a in args])
     return (tuple(node_specs), arg_meta, walk_spec, tuple(outputs)), args, outputs, keep
 
 
@@ -120,9 +145,14 @@ def flat_inputs(inputs: list) -> list:
 def input_refs(nodes: list[Node]) -> dict[int, int]:
     """id(tensor) -> how many references the pending ops' inputs hold to it."""
     internal: dict[int, int] = {}
+    get = internal.get
     for node in nodes:
-        for t in flat_inputs(node.inputs):
-            internal[id(t)] = internal.get(id(t), 0) + 1
+        for x in node.inputs:
+            if x.__class__ is tuple:
+                for t in x:
+                    internal[id(t)] = get(id(t), 0) + 1
+            else:
+                internal[id(x)] = get(id(x), 0) + 1
     return internal
 
 
@@ -133,9 +163,10 @@ def needed(nodes: list[Node]) -> tuple[list[Node], dict[int, int]]:
     them with their ``input_refs`` (counted again when ops were dropped: theirs are gone)."""
     outs = [node.out() for node in nodes]           # None: a result nobody holds any more
     internal = input_refs(nodes)
+    get = internal.get
     # References: getrefcount's argument and the ``outs`` list (a Pending's are weak); indexed, not
     # iterated (a loop variable would be one more).
-    needed = [outs[i] is not None and sys.getrefcount(outs[i]) - 2 - internal.get(id(outs[i]), 0) > 0
+    needed = [outs[i] is not None and sys.getrefcount(outs[i]) - 2 - get(id(outs[i]), 0) > 0
               for i in range(len(outs))]
     if all(needed):          # the usual case (a step's tape holds every result): nothing to drop
         return nodes, internal
@@ -155,7 +186,10 @@ def needed(nodes: list[Node]) -> tuple[list[Node], dict[int, int]]:
 def recorded_from(op: Any, node: Node) -> bool:
     """Was ``op`` recorded by the AutodiffBackend with pending op ``node`` (the same class, inputs —
     flattened for a sequence parameter — and so statics)? Then the program rebuilds it from the node."""
-    return type(op) is node.op.operation and op._inputs == tuple(flat_inputs(node.inputs))
+    if type(op) is not node.op.operation:
+        return False
+    inputs = node.inputs
+    return op._inputs == (tuple(flat_inputs(inputs)) if node.op._sequences else tuple(inputs))
 
 
 def live_outputs(outs: list[RawTensor], walk: tuple | None, internal: dict[int, int]) -> list[int]:
@@ -167,12 +201,17 @@ def live_outputs(outs: list[RawTensor], walk: tuple | None, internal: dict[int, 
     keep a value, never lose one."""
     if walk is not None:             # the walk's tape: released after it, or kept (``_run`` queues its values again)
         internal = dict(internal)
+        get = internal.get
         for op in walk[0]:
-            for t in (op.output(), *op.inputs()):
-                internal[id(t)] = internal.get(id(t), 0) + 1
+            t = op._output
+            internal[id(t)] = get(id(t), 0) + 1
+            for t in op._inputs:
+                internal[id(t)] = get(id(t), 0) + 1
+        t = None            # a loop variable left holding a tensor would be one more reference
+    get = internal.get
     # getrefcount's argument and the ``outs`` list are the other two references (a Pending's are
     # weak). Indexed, not iterated: a loop variable would be one more reference.
-    return [i for i in range(len(outs)) if sys.getrefcount(outs[i]) - 2 - internal.get(id(outs[i]), 0) > 0]
+    return [i for i in range(len(outs)) if sys.getrefcount(outs[i]) - 2 - get(id(outs[i]), 0) > 0]
 
 
 def program(spec: tuple, inner: Any):

@@ -153,9 +153,21 @@ class Sync:
         """Write every group's injected options at the next ``apply`` (after loading a state)."""
         self.seen = [{k: _Unseen for k in seen} for seen in self.seen]
 
+    def changed(self, groups: list[dict]) -> bool:
+        """Whether any group's option differs from what was last written (``apply`` has work)."""
+        for group, seen in zip(groups, self.seen):
+            get = group.get
+            for k, v in seen.items():
+                value = get(k)
+                if value is not v and not same(value, v):
+                    return True
+        return False
+
     def apply(self, groups: list[dict], state: tuple, to_optax: Callable[[dict], dict[str, Any]]) -> tuple:
         """``state`` with every changed option written; ``to_optax`` maps a group's options to the
         injected hyperparameters' values."""
+        if not self.changed(groups):
+            return state
         new_state = list(state)
         for i, (group, seen) in enumerate(zip(groups, self.seen)):
             changed = [k for k in seen if not same(group.get(k), seen[k])]

@@ -31,7 +31,7 @@ import optax
 
 from ..nn.module import Parameter
 from ..tensor.errors import ArgumentError
-from ..tensor.raw import RawTensor
+from ..tensor.raw import Pending, RawTensor
 from ..tensor.tensor import Tensor
 from . import groups as _groups
 from . import state as _state
@@ -128,7 +128,8 @@ class Optimizer:
         """The optax state: a tuple with one entry per parameter group. Reading it first writes any
         changed group option (``param_groups[i]["lr"] = ...``) into its injected hyperparameters,
         so a compiled step, which reads ``opt.state`` as its input, sees the new value."""
-        self._state = self._on_host(lambda: self._sync.apply(self.param_groups, self._state, self._to_optax))
+        if self._sync.changed(self.param_groups):
+            self._state = self._on_host(lambda: self._sync.apply(self.param_groups, self._state, self._to_optax))
         return self._state
 
     @state.setter
@@ -169,7 +170,7 @@ class Optimizer:
                 raise
         new, self._state = self._on_host(update)
         for p, values in zip(self.params, new):
-            p.assign(self._raw_like(p, values))
+            self._assign(p, values)
         self.steps += 1
 
     def zero_grad(self) -> None:
@@ -265,6 +266,22 @@ class Optimizer:
     @staticmethod
     def _arrays(raws: list[RawTensor]) -> list[Any]:
         return [r.data if isinstance(r.data, jax.Array) else jnp.asarray(r.data) for r in raws]
+
+    @staticmethod
+    def _assign(p: Parameter, values: Any) -> None:
+        """Give ``p`` its new values (``Parameter.assign`` of ``_raw_like``, written flat: it runs for
+        every parameter of every step, while the step's program runs)."""
+        raw = p._raw
+        if (raw.data.__class__ is np.ndarray or raw.data.__class__ is Pending or values.__class__ is np.ndarray
+                or type(p).assign is not Tensor.assign):
+            p.assign(Optimizer._raw_like(p, values))
+            return
+        dtype = raw.dtype
+        if values.dtype != dtype.numpy:
+            values = values.astype(dtype.numpy)
+        new = RawTensor(values, raw.shape, dtype, raw.device)
+        raw.carry_state_to(new)
+        p._raw = new
 
     @staticmethod
     def _raw_like(p: Parameter, values: Any) -> RawTensor:

@@ -296,6 +296,8 @@ def install_op_method(op: Any) -> None:
     positions = {i - 1 for i, p in enumerate(params) if p.annotation.tensor and i > 0}
 
     def unwrap(self: Tensor, value: Any, is_tensor: bool) -> Any:
+        if isinstance(value, Tensor) and value.backend is self.backend:     # the usual case, first
+            return value._raw
         if isinstance(value, Tensor) or (is_tensor and not isinstance(value, (list, tuple))):
             return self._lift(value, name)
         if isinstance(value, (list, tuple)) and is_tensor:
@@ -303,11 +305,14 @@ def install_op_method(op: Any) -> None:
         return value
 
     def method(self: Tensor, *args: Any, **kwargs: Any) -> Any:
-        raw_args = [unwrap(self, a, i in positions) for i, a in enumerate(args)]
-        if "keepdim" in kwargs and "keep_dim" in names:       # PyTorch's spelling of keep_dim
-            kwargs["keep_dim"] = kwargs.pop("keepdim")
-        raw_kwargs = {k: unwrap(self, v, k in tensor_params) for k, v in kwargs.items()}
-        return self._wrap(getattr(self.backend, name)(self._raw, *raw_args, **raw_kwargs))
+        if args:
+            args = [unwrap(self, a, i in positions) for i, a in enumerate(args)]
+        if kwargs:
+            if "keepdim" in kwargs and "keep_dim" in names:       # PyTorch's spelling of keep_dim
+                kwargs["keep_dim"] = kwargs.pop("keepdim")
+            kwargs = {k: unwrap(self, v, k in tensor_params) for k, v in kwargs.items()}
+        out = getattr(self.backend, name)(self._raw, *args, **kwargs)
+        return Tensor(out, self.backend) if out.__class__ is RawTensor else self._wrap(out)
 
     method.__name__ = method.__qualname__ = name
     method.__doc__ = op.doc
