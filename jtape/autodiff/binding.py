@@ -90,7 +90,8 @@ class Binding:
             return
         for g in self.generators:
             key = g.key
-            if getattr(key, "sharding", where) != where:
+            sharding = getattr(key, "sharding", where)
+            if sharding is not where and sharding != where:
                 if not getattr(key, "is_fully_addressable", True):   # replicated over a multi-process mesh:
                     key = key.addressable_data(0)                    # this process's copy (no cross-host move)
                 g.key = jax.device_put(key, where)

@@ -205,7 +205,8 @@ def _committed(tree: Any) -> Any:
 
     def commit(a: Any) -> Any:
         return jax.device_put(a, next(iter(a.devices()))) if uncommitted(a) else a
-    # after the first call every array came out of the program: only look, then change nothing
-    if not any(uncommitted(a) for a in jax.tree_util.tree_leaves(tree)):
+    # after the first call every array came out of the program: only look (an attribute per array),
+    # then change nothing
+    if all([getattr(a, "committed", True) for a in jax.tree_util.tree_leaves(tree)]):
         return tree
     return jax.tree_util.tree_map(commit, tree)

@@ -269,19 +269,16 @@ class Optimizer:
 
     @staticmethod
     def _assign(p: Parameter, values: Any) -> None:
-        """Give ``p`` its new values (``Parameter.assign`` of ``_raw_like``, written flat: it runs for
-        every parameter of every step, while the step's program runs)."""
-        raw = p._raw
-        if (raw.data.__class__ is np.ndarray or raw.data.__class__ is Pending or values.__class__ is np.ndarray
-                or type(p).assign is not Tensor.assign):
+        """Give ``p`` its new values (``_raw_like``, written flat: it runs for every parameter of every
+        step, while the step's program runs)."""
+        raw = p.raw()
+        if raw.data.__class__ is np.ndarray or raw.data.__class__ is Pending or values.__class__ is np.ndarray:
             p.assign(Optimizer._raw_like(p, values))
             return
         dtype = raw.dtype
         if values.dtype != dtype.numpy:
             values = values.astype(dtype.numpy)
-        new = RawTensor(values, raw.shape, dtype, raw.device)
-        raw.carry_state_to(new)
-        p._raw = new
+        p.assign(RawTensor(values, raw.shape, dtype, raw.device))
 
     @staticmethod
     def _raw_like(p: Parameter, values: Any) -> RawTensor:

@@ -40,10 +40,10 @@ from .shape import Shape
 
 def _check_key(key: Any, where: str) -> Any:
     if isinstance(key, (jax.Array, np.ndarray)):
+        if key.dtype == np.uint32 and key.shape == (2,):      # the usual key, checked first (a compiled step sets it)
+            return key if isinstance(key, jax.Array) else jnp.asarray(key)
         if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ():
             return key
-        if key.dtype == np.uint32 and key.shape == (2,):
-            return key if isinstance(key, jax.Array) else jnp.asarray(key)
     shape = getattr(key, "shape", None)
     raise ArgumentError(f"{where}: got a key of type {type(key).__name__}" + ("" if shape is None else
                         f" (shape {tuple(shape)}, dtype {key.dtype})") + "; expected a jax.random key "
