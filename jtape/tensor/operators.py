@@ -58,6 +58,8 @@ class TensorOperators:
         return self._new(out) if isinstance(out, RawTensor) else [self._new(r) for r in out]
 
     def _arith(self, op: str, other: Any) -> "Tensor":
+        if isinstance(other, TensorOperators) and other.backend is self.backend:      # the usual case, first
+            return self._new(getattr(self.backend, op)(self._raw, other._raw))
         if other.__class__ in (int, float) or (isinstance(other, np.generic) and not isinstance(other, np.bool_)):
             return self._new(getattr(self.backend, op + "_scalar")(self._raw, other))
         return self._new(getattr(self.backend, op)(self._raw, self._lift(other, op, cast=True)))

@@ -116,11 +116,11 @@ class OpDef:
                 for t in x:
                     if t.__class__ is not RawTensor:
                         raise _not_raw(name, self.params[i].name, t)
-                key.append(tuple([(t.shape, t.dtype) for t in x]))
+                key.append(tuple([(t.shape, id(t.dtype)) for t in x]))
             else:
                 if x.__class__ is not RawTensor:
                     raise _not_raw(name, self.params[i].name, x)
-                key.append((x.shape, x.dtype))
+                key.append((x.shape, id(x.dtype)))     # dtypes are singletons: id hashes in C
             inputs.append(x)
         key = tuple(key)
         hit = self._cache.get(key)
