@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workloads import WORKLOADS, _chain_tape, _data, _weights, jax_variants
+from workloads import WORKLOADS, _jtape_model, _timed, chain_gradients, inputs, jax_variants, sgd_step
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -45,17 +45,12 @@ def chain_of(pkg: str, weights: list, mode: str):
     autodiff, tensor = importlib.import_module(pkg + ".autodiff"), importlib.import_module(pkg + ".tensor")
     backend = autodiff.new(importlib.import_module(pkg + ".backends").JaxBackend("cpu"))
     leaves = [tensor.from_numpy(v, backend) for v in weights]
-
-    def grads(a, b, c):
-        loss = _chain_tape(a, b, c)
-        out = backend.tape().gradient(loss, [a, b, c])
-        backend.tape().clear()
-        return loss, out
-    run = J.jit(grads) if mode == "compiled" else grads
+    run = J.jit(chain_gradients) if mode == "compiled" else chain_gradients
 
     def step():
-        _, out = run(*leaves)
-        jax.block_until_ready([g.data for g in out])
+        _, grads = run(*leaves)
+        backend.tape().clear()
+        jax.block_until_ready([g.data for g in grads])
     return step
 
 
@@ -68,29 +63,11 @@ def step_of(pkg: str, w, x, y, weights, mode: str):
     optim, tensor = importlib.import_module(pkg + ".optim"), importlib.import_module(pkg + ".tensor")
     backend = autodiff.new(importlib.import_module(pkg + ".backends").JaxBackend("cpu"))
     xt, yt = tensor.from_numpy(x, backend, requires_grad=False), tensor.from_numpy(y, backend)
-    layers: list = []
-    for k, (i, o) in enumerate(zip(w.sizes[:-1], w.sizes[1:])):
-        layers.append(nn.Linear(i, o, backend, seed=0))
-        if k < len(w.sizes) - 2:
-            layers.append(nn.ReLU())
-    model = nn.Sequential(*layers)
-    for p, value in zip(model.parameters(), weights):
-        p.assign(backend.from_numpy(value))
+    model = _jtape_model(w, backend, weights, nn)
     opt = optim.SGD(model.parameters(), lr=0.01)
-    params = model.parameters()
-
-    def train(xb, yb):
-        loss = model(xb).cross_entropy(yb)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        return loss
+    train = sgd_step(model, opt)
     run = J.jit(train, state=[model, opt]) if mode == "compiled" else train
-
-    def step():
-        loss = run(xt, yt)
-        jax.block_until_ready([loss.data] + [p.data for p in params])
-    return step
+    return _timed(run, (xt, yt), model.parameters())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,12 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         old = extract(args.revision, Path(tmp))
         for name in args.workloads:
             w = WORKLOADS[name]
-            rng = np.random.default_rng(0)
-            if w.kind == "chain":        # as workloads.build makes them
-                weights, x, y = [rng.standard_normal(w.sizes).astype(np.float32) for _ in range(3)], None, None
-            else:
-                x, y = _data(w, rng)
-                weights = _weights(w, rng)
+            x, y, weights = inputs(w)
             for mode in args.modes:
                 variants = {"old": step_of(old, w, x, y, weights, mode), "new": step_of("jtape", w, x, y, weights, mode),
                             "jax": jax_variants(w, "cpu", weights, x, y)["jax.jit(value_and_grad)"]}

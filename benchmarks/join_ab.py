@@ -14,11 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workloads import WORKLOADS, _data, _jtape_model, _weights, jax_variants
+from workloads import WORKLOADS, _jtape_model, _timed, inputs, jax_variants, sgd_step
 
 from jtape import autodiff, optim, tensor
 from jtape.backends import JaxBackend
@@ -32,15 +31,7 @@ def _variant(w, x, y, weights, join: bool):
     yt = tensor.from_numpy(y, backend)
     model = _jtape_model(w, backend, weights)
     opt = optim.SGD(model.parameters(), lr=0.01)
-    params = model.parameters()
-
-    def step():
-        loss = model(xt).cross_entropy(yt)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        jax.block_until_ready([loss.data] + [p.data for p in params])
-    return step
+    return _timed(sgd_step(model, opt), (xt, yt), model.parameters())
 
 
 def main() -> None:
@@ -50,9 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     for name in args.workloads:
         w = WORKLOADS[name]
-        rng = np.random.default_rng(0)
-        x, y = _data(w, rng)
-        weights = _weights(w, rng)
+        x, y, weights = inputs(w)
         variants = {"joined": _variant(w, x, y, weights, True), "apart": _variant(w, x, y, weights, False),
                     "jax.jit": jax_variants(w, "cpu", weights, x, y)["jax.jit(value_and_grad)"]}
         first = {}

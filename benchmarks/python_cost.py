@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workloads import WORKLOADS, _chain_tape, _data, _jtape_model, _weights, jax_variants
+from workloads import WORKLOADS, _chain_tape, _jtape_model, inputs, jax_variants
 
 from jtape import autodiff, optim, tensor
 from jtape.backends import JaxBackend
@@ -92,14 +92,8 @@ def _chain(w, weights):
 
 def measure(name: str, samples: int) -> dict:
     w = WORKLOADS[name]
-    rng = np.random.default_rng(0)
-    if w.kind == "chain":                    # the inputs as workloads.build makes them
-        weights, x, y = [rng.standard_normal(w.sizes).astype(np.float32) for _ in range(3)], None, None
-        backend, step, phases = _chain(w, weights)
-    else:
-        x, y = _data(w, rng)
-        weights = _weights(w, rng)
-        backend, step, phases = _mlp(w, x, y, weights)
+    x, y, weights = inputs(w)
+    backend, step, phases = _chain(w, weights) if w.kind == "chain" else _mlp(w, x, y, weights)
     for _ in range(5):                       # first sight, compile, steady state
         jax.block_until_ready(step().data)
     _stub_programs(backend._deferred)

@@ -84,7 +84,9 @@ def _weights(w: Workload, rng: np.random.Generator) -> list[np.ndarray]:
 
 
 # -- jtape ------------------------------------------------------------------------------------
-def _jtape_model(w: Workload, backend: Any, weights: list[np.ndarray]) -> nn.Module:
+def _jtape_model(w: Workload, backend: Any, weights: list[np.ndarray], nn: Any = nn) -> Any:
+    """The workload's model with ``weights``; ``nn`` is the module of layers to build it from (another
+    jtape's, for ``ab_revision.py``)."""
     if w.kind == "mlp":
         layers: list = []
         for k, (i, o) in enumerate(zip(w.sizes[:-1], w.sizes[1:])):
@@ -105,6 +107,17 @@ def _jtape_model(w: Workload, backend: Any, weights: list[np.ndarray]) -> nn.Mod
 MODES = {"eager": True, "op-by-op": False}       # variant name -> AutodiffBackend's defer=
 
 
+def sgd_step(model: Any, opt: Any) -> Callable:
+    """The training step every jtape variant times: forward, cross entropy, backward, update."""
+    def step(xb, yb):
+        loss = model(xb).cross_entropy(yb)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        return loss
+    return step
+
+
 def _timed(run: Callable, args: tuple, params: list) -> Callable[[], None]:
     def timed():
         loss = run(*args)
@@ -122,14 +135,7 @@ def jtape_variants(w: Workload, device: str, weights: list, x: np.ndarray, y: np
         yt = tensor.from_numpy(y, backend)
         model = _jtape_model(w, backend, weights)
         opt = optim.SGD(model.parameters(), lr=LR)
-
-        def step(xb, yb, model=model, opt=opt):
-            loss = model(xb).cross_entropy(yb)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-            return loss
-
+        step = sgd_step(model, opt)
         run = jtape.jit(step, state=[model, opt]) if mode == "compiled" else step
         out[f"jtape {mode}"] = _timed(run, (xt, yt), model.parameters())
         if backend.is_deferred():
@@ -182,6 +188,12 @@ def _chain_jnp(a, b, c):
     return jnp.sum(h)
 
 
+def chain_gradients(a, b, c):
+    """The chain and the gradients of its three inputs (the tape is left as it is)."""
+    loss = _chain_tape(a, b, c)
+    return loss, a.backend.tape().gradient(loss, [a, b, c])
+
+
 def _jtape_chain(device: str, weights: list) -> dict[str, Callable]:
     out = {}
     for mode, defer in MODES.items():
@@ -189,20 +201,14 @@ def _jtape_chain(device: str, weights: list) -> dict[str, Callable]:
         leaves = [tensor.from_numpy(v, backend) for v in weights]
 
         def eager(backend=backend, leaves=leaves):
-            loss = _chain_tape(*leaves)
-            grads = backend.tape().gradient(loss, leaves)
+            _loss, grads = chain_gradients(*leaves)
             backend.tape().clear()
             jax.block_until_ready([g.data for g in grads])
         out[f"jtape {mode}"] = eager
         if backend.is_deferred():
             out[f"_deferred jtape {mode}"] = backend._deferred
 
-    def traced(a, b, c):
-        loss = _chain_tape(a, b, c)
-        grads = a.backend.tape().gradient(loss, [a, b, c])
-        return loss, grads
-
-    compiled = jtape.jit(traced)
+    compiled = jtape.jit(chain_gradients)
     backend = autodiff.new(JaxBackend(device))
     leaves = [tensor.from_numpy(v, backend) for v in weights]
 
@@ -311,15 +317,18 @@ def torch_variants(w: Workload, device: str, weights: list, x: np.ndarray, y: np
     return {"torch eager": run}
 
 
-def build(name: str, device: str, seed: int = 0) -> dict[str, Callable]:
-    w = WORKLOADS[name]
+def inputs(w: Workload, seed: int = 0) -> tuple:
+    """``(x, y, weights)`` of a workload (the chain has no batch: its three inputs are the weights)."""
     rng = np.random.default_rng(seed)
     if w.kind == "chain":
-        weights = [rng.standard_normal(w.sizes).astype(np.float32) for _ in range(3)]
-        x = y = None
-    else:
-        x, y = _data(w, rng)
-        weights = _weights(w, rng)
+        return None, None, [rng.standard_normal(w.sizes).astype(np.float32) for _ in range(3)]
+    x, y = _data(w, rng)
+    return x, y, _weights(w, rng)
+
+
+def build(name: str, device: str, seed: int = 0) -> dict[str, Callable]:
+    w = WORKLOADS[name]
+    x, y, weights = inputs(w, seed)
     variants: dict[str, Callable] = {}
     variants.update(jtape_variants(w, device, weights, x, y))
     variants.update(jax_variants(w, device, weights, x, y))
