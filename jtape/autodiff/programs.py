@@ -85,8 +85,7 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, inter
 
     Every tensor is named by a ref: ("n", i) for the output of pending op i, ("a", k) for the k-th
     argument (a tensor whose value exists). Returns (spec, args, outputs, keep): outputs are the
-    pending ops whose values the program returns, keep the leaves whose gradients it returns.
-    (Written flat, without helper calls per tensor: it runs at every flush.)"""
+    pending ops whose values the program returns, keep the leaves whose gradients it returns."""
     refs: dict[int, tuple] = {}
     get = refs.get
     args: list[RawTensor] = []
@@ -100,16 +99,7 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, inter
 
     node_specs = []
     for i, node in enumerate(nodes):
-        ins = []
-        for x in node.inputs:
-            if x.__class__ is tuple:
-                ins.append(tuple([ref(t) for t in x]))
-            else:
-                r = get(id(x))
-                if r is None:
-                    r = refs[id(x)] = ("a", len(args))
-                    args.append(x)
-                ins.append(r)
+        ins = [tuple([ref(t) for t in x]) if x.__class__ is tuple else ref(x) for x in node.inputs]
         out = outs[i]
         statics = node.statics
         node_specs.append((node.op.name, tuple(statics.items()) if statics else (), tuple(ins), node.shape,
@@ -131,7 +121,7 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, inter
         seed_specs = tuple([(ref(out), None if seed is None else ref(seed)) for out, seed in seeds.items()])
         keep = sorted(set(keep_in), key=ref)             # a canonical order: the same step, the same key
         walk_spec = (tuple(op_specs), seed_specs, tuple([get(id(x)) for x in keep]))
-    x = out = None          # no local name may hold a tensor while live_outputs counts references
+    out = None              # no local name may hold a tensor while live_outputs counts references
     outputs = live_outputs(outs, walk, internal)
     arg_meta = tuple([(a.shape, a.dtype, a.requires_grad) for a in args])
     return (tuple(node_specs), arg_meta, walk_spec, tuple(outputs)), args, outputs, keep

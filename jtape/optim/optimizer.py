@@ -31,7 +31,7 @@ import optax
 
 from ..nn.module import Parameter
 from ..tensor.errors import ArgumentError
-from ..tensor.raw import Pending, RawTensor
+from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
 from . import groups as _groups
 from . import state as _state
@@ -170,7 +170,7 @@ class Optimizer:
                 raise
         new, self._state = self._on_host(update)
         for p, values in zip(self.params, new):
-            self._assign(p, values)
+            p.assign(self._raw_like(p, values))
         self.steps += 1
 
     def zero_grad(self) -> None:
@@ -268,24 +268,13 @@ class Optimizer:
         return [r.data if isinstance(r.data, jax.Array) else jnp.asarray(r.data) for r in raws]
 
     @staticmethod
-    def _assign(p: Parameter, values: Any) -> None:
-        """Give ``p`` its new values (``_raw_like``, written flat: it runs for every parameter of every
-        step, while the step's program runs)."""
-        raw = p.raw()
-        if raw.data.__class__ is np.ndarray or raw.data.__class__ is Pending or values.__class__ is np.ndarray:
-            p.assign(Optimizer._raw_like(p, values))
-            return
-        dtype = raw.dtype
-        if values.dtype != dtype.numpy:
-            values = values.astype(dtype.numpy)
-        p.assign(RawTensor(values, raw.shape, dtype, raw.device))
-
-    @staticmethod
     def _raw_like(p: Parameter, values: Any) -> RawTensor:
-        """A new RawTensor for ``p`` holding ``values``, in the same kind of array as before."""
-        if isinstance(p.data, jax.Array):  # stay on the device: no host round trip
-            if values.dtype != p.dtype.jax:
-                values = values.astype(p.dtype.jax)
-            return RawTensor(values, p.shape, p.dtype, p.device)
-        return p.backend.from_numpy(np.asarray(values), p.dtype)
+        """A new RawTensor for ``p`` holding ``values``, in the same kind of array as before (read
+        from ``p``'s RawTensor: it runs for every parameter of every step)."""
+        raw = p.raw()
+        if isinstance(raw.value(), jax.Array):  # stay on the device: no host round trip
+            if values.dtype != raw.dtype.numpy:
+                values = values.astype(raw.dtype.numpy)
+            return RawTensor(values, raw.shape, raw.dtype, raw.device)
+        return p.backend.from_numpy(np.asarray(values), raw.dtype)
 
