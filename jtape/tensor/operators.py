@@ -2,7 +2,8 @@
 
 ``+ - * / **`` take Python numbers on either side (the scalar ops; ``t ** p`` is ``pow_scalar``)
 and Tensors on the same backend (the broadcasting ops); ``@`` is matmul; ``-t`` is neg,
-``abs(t)`` abs; comparisons give bool tensors. A NumPy or jax array on either side becomes a
+``abs(t)`` abs; comparisons give bool tensors. ``t += x`` (and ``-= *= /= **= @= &= |=``) is
+in place for the tensor *object*, as in PyTorch (``_inplace``). A NumPy or jax array on either side becomes a
 constant on the tensor's backend (``operands``: a float array takes the tensor's float dtype),
 and NumPy's ufuncs of these operators (``ndarray + t`` calls ``np.add``) run them on the tape;
 any other ufunc on a Tensor (``np.exp(t)``) is refused with the jtape method to use.
@@ -21,9 +22,9 @@ import numpy as np
 
 from .args import scalar_for
 from .dtype import DataType
-from .errors import ArgumentError, BackendError
+from .errors import ArgumentError, BackendError, DTypeError, ShapeError, TapeError
 from .operands import array_operand, array_ufunc, is_array, is_number
-from .raw import RawTensor
+from .raw import Pending, RawTensor
 
 if TYPE_CHECKING:
     from .tensor import Tensor
@@ -121,6 +122,69 @@ class TensorOperators:
     def __rmatmul__(self, other: Any) -> "Tensor":
         return self._binary("matmul", other, reflected=True)
 
+    # -- in place: t += x ----------------------------------------------------------------------
+    def _inplace(self, sym: str, op: Any, other: Any) -> "Tensor":
+        """``t op= x``: ``op(t, x)`` (``t op x``, computed and recorded as any op) becomes this tensor's
+        value — the tensor object changes, as in PyTorch, so ``for p in params: p -= lr * p.grad``
+        updates the parameters. (Without this, Python would rebind the loop variable to a new
+        tensor and leave every parameter as it was: no error, no update.) jtape's arrays are
+        immutable, so the tensor swaps in the result's RawTensor:
+
+        * not recorded (under ``no_grad``, or nothing wants a gradient): the tensor keeps being what
+          it was — ``requires_grad``, ``.grad``, hooks and name move to the new values, as
+          ``assign`` does for an optimizer step;
+        * recorded, on a tensor an op made (``h += b`` in a forward): the tensor now names the op's
+          output, and gradients flow through the op to the old value, as for ``h = h + b``;
+        * recorded, on a leaf that wants a gradient (a Parameter outside ``no_grad``): refused
+          before anything runs, as PyTorch refuses it — the leaf would stop being the tensor its
+          gradient is for.
+
+        The result must keep the tensor's shape and dtype (an in-place op cannot broadcast or
+        promote its target); otherwise the error comes and the tensor is left as it was."""
+        old = self._raw
+        tape = getattr(self.backend, "tape", None)
+        recording = tape is not None and tape().is_recording()
+        if recording and old.requires_grad and old.dtype.floating and not _made_by_an_op(old, tape()):
+            raise TapeError(f"{sym}=: a leaf tensor that requires a gradient (shape {tuple(old.shape)}) cannot change "
+                            f"in place while the tape records; for an update write it inside "
+                            f"`with jtape.no_grad():` (p -= lr * p.grad), for a new tensor write t = t {sym} x")
+        new = op(self, other)._raw
+        if new.shape != old.shape:
+            raise ShapeError(f"{sym}=: the result has shape {tuple(new.shape)}, the tensor changed in place has shape "
+                             f"{tuple(old.shape)}; expected the same (write t = t {sym} x for a new tensor)")
+        if new.dtype is not old.dtype:
+            raise DTypeError(f"{sym}=: the result has dtype {new.dtype.value}, the tensor changed in place has dtype "
+                             f"{old.dtype.value}; expected the same (write t = t {sym} x for a new tensor)")
+        if not (recording and new.requires_grad and new.dtype.floating):     # not recorded: the same tensor, new values
+            new.requires_grad = old.requires_grad
+            old.carry_state_to(new)
+        self._raw = new
+        return self
+
+    def __iadd__(self, other: Any) -> "Tensor":
+        return self._inplace("+", type(self).__add__, other)
+
+    def __isub__(self, other: Any) -> "Tensor":
+        return self._inplace("-", type(self).__sub__, other)
+
+    def __imul__(self, other: Any) -> "Tensor":
+        return self._inplace("*", type(self).__mul__, other)
+
+    def __itruediv__(self, other: Any) -> "Tensor":
+        return self._inplace("/", type(self).__truediv__, other)
+
+    def __ipow__(self, other: Any) -> "Tensor":
+        return self._inplace("**", type(self).__pow__, other)
+
+    def __imatmul__(self, other: Any) -> "Tensor":
+        return self._inplace("@", type(self).__matmul__, other)
+
+    def __iand__(self, other: Any) -> "Tensor":
+        return self._inplace("&", type(self).__and__, other)
+
+    def __ior__(self, other: Any) -> "Tensor":
+        return self._inplace("|", type(self).__or__, other)
+
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         """NumPy's hook: ``ndarray + t`` runs ``t.__radd__(ndarray)`` on the tape; ``np.exp(t)``
         raises a TypeError naming ``t.exp()`` (see ``operands.array_ufunc``)."""
@@ -181,3 +245,12 @@ class TensorOperators:
 
     def __invert__(self) -> "Tensor":
         return self.not_()
+
+
+def _made_by_an_op(raw: RawTensor, tape: Any) -> bool:
+    """Was ``raw`` made by an op on ``tape`` (not a leaf)? A pending value that wants a gradient
+    was recorded (deferred mode); otherwise the tape is searched, newest first (only an in-place
+    op on a tensor that wants a gradient asks)."""
+    if raw.data.__class__ is Pending:
+        return True
+    return any(op.output() is raw for op in reversed(tape.operations()))
