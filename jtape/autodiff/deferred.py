@@ -18,7 +18,9 @@ anything else (reading a ``.grad``, recording the next op) runs the program with
 
 A program is cached by the step's *structure* (described, and built for jax.jit, in
 ``jtape.autodiff.programs``): the ops and their static arguments, which tensor
-feeds which, the shapes and dtypes, and which gradients are asked for. The first time a structure
+feeds which, the shapes and dtypes, and which gradients are asked for — not the Python numbers given
+to ops (a learning rate that decays, ``x * 0.5``): those are arguments of the program, unless a
+rule branches on one (``Operation.concrete``). The first time a structure
 is seen it runs op by op (no compile for code that runs once); from the second time it is compiled
 once and reused. Value checks (index ranges) come back as outputs of the program and raise after
 it ran. Tracing, hooks, anomaly mode, source capture and ``create_graph`` stay op by op, and
@@ -204,7 +206,7 @@ class Deferred:
     def _run(self, nodes: list[Node], walk: tuple | None) -> dict | None:
         nodes, internal = needed(nodes)
         outs = [node.out() for node in nodes]
-        spec, args, outputs, keep = describe(nodes, outs, walk, internal)
+        spec, args, scalars, outputs, keep = describe(nodes, outs, walk, internal)
         count, spec = self._count(Key(spec))
         walked = 0 if walk is None else len(walk[0])
         if spec not in self.programs and (count < 2 or len(nodes) + walked > MAX_PROGRAM_OPS):
@@ -213,7 +215,7 @@ class Deferred:
                 out.data = execute(node.op, node.inputs, node.statics, node.shape, node.dtype).data
             return None
         entry = self._cached(spec, lambda: compile_program(spec.spec, self.inner))
-        prepared = Prepared(spec, entry, [a.data for a in args], [outs[i] for i in outputs], [])
+        prepared = Prepared(spec, entry, [a.data for a in args] + scalars, [outs[i] for i in outputs], [])
         if walk is not None and not walk[3] and entry[1].grad_mask is None:
             jax.eval_shape(entry[0], prepared.arrays)   # traced, not compiled: which leaves get a gradient
         if walk is not None and not walk[3] and not entry[1].checks:

@@ -18,6 +18,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import jax
+from jax.core import Tracer
 
 from ..tensor.dtype import DataType
 from ..tensor.errors import TapeError
@@ -38,6 +39,9 @@ def apply_rule(op: Any, g: RawTensor, rules: Any, wanted: tuple, create_graph: b
     if not (cls.fuse and getattr(rules, "jit_compatible", False)):
         return op.backward(g, rules)
     statics = op.statics()
+    for value in statics.values():
+        if isinstance(value, Tracer):      # a deferred program's traced scalar: the program is one kernel already
+            return op.backward(g, rules)
     key = (cls, tuple(statics.items()), wanted)
     kernels = _KERNELS.setdefault(rules, {})
     kernel = kernels.get(key)

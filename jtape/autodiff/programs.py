@@ -64,6 +64,18 @@ def walkable(ops: list, seeds: dict) -> bool:
     return all(out in produced for out in seeds)
 
 
+class _Traced:
+    """Stands, in a structure, for a scalar the program takes as an argument (``Operation.concrete``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<traced scalar>"
+
+
+TRACED = _Traced()
+
+
 class Key:
     """A structure as a cache key: its hash computed once (a deep tuple rehashes on every lookup)."""
 
@@ -84,11 +96,15 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, inter
     references the pending ops' inputs hold, see ``input_refs``).
 
     Every tensor is named by a ref: ("n", i) for the output of pending op i, ("a", k) for the k-th
-    argument (a tensor whose value exists). Returns (spec, args, outputs, keep): outputs are the
-    pending ops whose values the program returns, keep the leaves whose gradients it returns."""
+    argument (a tensor whose value exists). A pending op's scalars (mul_scalar's value, a learning
+    rate in a hand-written update) are arguments too, not part of the structure — ``TRACED`` in
+    their place — unless its rule reads them as Python numbers (``Operation.concrete``). Returns
+    (spec, args, scalars, outputs, keep): outputs are the pending ops whose values the program
+    returns, keep the leaves whose gradients it returns."""
     refs: dict[int, tuple] = {}
     get = refs.get
     args: list[RawTensor] = []
+    scalars: list = []
 
     def ref(t: RawTensor) -> tuple:
         r = get(id(t))
@@ -101,9 +117,20 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, inter
     for i, node in enumerate(nodes):
         ins = [tuple([ref(t) for t in x]) if x.__class__ is tuple else ref(x) for x in node.inputs]
         out = outs[i]
-        statics = node.statics
-        node_specs.append((node.op.name, tuple(statics.items()) if statics else (), tuple(ins), node.shape,
-                           node.dtype, out.requires_grad, node.checked))
+        statics, traced = node.statics, node.op.traced
+        if not statics:
+            items = ()
+        elif not traced:
+            items = tuple(statics.items())
+        else:
+            items = []
+            for name, value in statics.items():
+                if name in traced:
+                    scalars.append(value)
+                    value = TRACED
+                items.append((name, value))
+            items = tuple(items)
+        node_specs.append((node.op.name, items, tuple(ins), node.shape, node.dtype, out.requires_grad, node.checked))
         refs[id(out)] = ("n", i)
     walk_spec, keep = None, []
     if walk is not None:
@@ -124,7 +151,7 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, inter
     out = None              # no local name may hold a tensor while live_outputs counts references
     outputs = live_outputs(outs, walk, internal)
     arg_meta = tuple([(a.shape, a.dtype, a.requires_grad) for a in args])
-    return (tuple(node_specs), arg_meta, walk_spec, tuple(outputs)), args, outputs, keep
+    return (tuple(node_specs), arg_meta, walk_spec, tuple(outputs)), args, scalars, outputs, keep
 
 
 def flat_inputs(inputs: list) -> list:
@@ -205,8 +232,10 @@ def live_outputs(outs: list[RawTensor], walk: tuple | None, internal: dict[int, 
 
 
 def program(spec: tuple, inner: Any):
-    """The program of a structure: a pure function of the argument arrays, for jax.jit to trace.
-    ``run.checks`` gets the index checks its trace met (their ranges are outputs)."""
+    """The program of a structure: a pure function of the argument arrays (the tensors' arrays,
+    then the traced scalars as Python numbers: jax traces them weakly typed, as the op-by-op
+    kernels take them), for jax.jit to trace. ``run.checks`` gets the index checks its trace met
+    (their ranges are outputs)."""
     node_specs, arg_meta, walk_spec, outputs = spec
     device = inner.device()
 
@@ -216,6 +245,9 @@ def program(spec: tuple, inner: Any):
             t = RawTensor(a, shape, dtype, device)
             t.requires_grad = requires_grad
             args.append(t)
+        scalars = iter(arrays[len(arg_meta):])
+        statics_of = [{name: next(scalars) if value is TRACED else value for name, value in statics}
+                      for _, statics, *_ in node_specs]
         vals: list[RawTensor] = []
 
         def get(r: Any) -> Any:
@@ -224,7 +256,7 @@ def program(spec: tuple, inner: Any):
             return vals[r[1]] if r[0] == "n" else args[r[1]]
 
         with inner.traced_checks() as checks:
-            for name, statics, ins, shape, dtype, requires_grad, checked in node_specs:
+            for (name, _, ins, shape, dtype, requires_grad, checked), statics in zip(node_specs, statics_of):
                 # checked: its index values were checked when it was recorded, so its checks here
                 # are collected apart and dropped
                 with inner.traced_checks() if checked else nullcontext():
@@ -237,7 +269,7 @@ def program(spec: tuple, inner: Any):
             # the forward ops' checks, which were made above or when the op was called: collected
             # apart and dropped, so no rule adds an output — or a host sync — to the program.
             with inner.traced_checks():
-                grads = walk_in_program(walk_spec, node_specs, get, inner)
+                grads = walk_in_program(walk_spec, node_specs, statics_of, get, inner)
         run.checks = [c._replace(low=None, high=None) for c in checks]
         run.grad_mask = tuple(g is not None for g in grads)
         return [vals[i].data for i in outputs], grads, [(c.low, c.high) for c in checks]
@@ -247,16 +279,18 @@ def program(spec: tuple, inner: Any):
     return run
 
 
-def walk_in_program(walk_spec: tuple, node_specs: tuple, get: Any, inner: Any) -> list:
+def walk_in_program(walk_spec: tuple, node_specs: tuple, statics_of: list, get: Any, inner: Any) -> list:
     """Inside a program: the tape rebuilt around the traced tensors and walked with the same rules,
-    pruned to the kept tensors; their gradients' arrays (None where no gradient reaches one)."""
+    pruned to the kept tensors; their gradients' arrays (None where no gradient reaches one).
+    ``statics_of[i]``: pending op i's statics, its traced scalars in place."""
     op_specs, seed_specs, keep = walk_spec
     tape = GradientTape(traced=True)
     tape.start_recording()
     for spec in op_specs:
         if spec[0] == "n":                      # recorded with pending op i
-            name, statics, ins = node_specs[spec[1]][:3]
-            tape.record(REGISTRY[name].operation(get(spec), *flat_inputs([get(r) for r in ins]), **dict(statics)))
+            name, _, ins = node_specs[spec[1]][:3]
+            statics = statics_of[spec[1]]
+            tape.record(REGISTRY[name].operation(get(spec), *flat_inputs([get(r) for r in ins]), **statics))
         else:
             cls, statics, ins, out = spec
             tape.record(cls(get(out), *[get(r) for r in ins], **dict(statics)))

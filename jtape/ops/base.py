@@ -52,6 +52,12 @@ class Operation:
     # that reaches it raises instead of silently dropping terms.
     differentiable_backward: ClassVar[bool] = True
 
+    # The scalar statics (``Scalar`` arguments, such as mul_scalar's value) that the rule reads as
+    # Python numbers — branches on them. A deferred program passes every other scalar in as an
+    # argument, so a step whose scalars change (a learning rate in a hand-written update) is still
+    # the same program; these stay part of its structure (``PowScalarOp``: ``if self.p == 0``).
+    concrete: ClassVar[tuple[str, ...]] = ()
+
     def __init__(self, out: RawTensor, *inputs: RawTensor, **statics: Any):
         self._output = out
         self._inputs = inputs

@@ -288,6 +288,7 @@ class PowScalarOp(Operation):
 
     __slots__ = ("p",)
     fuse = True
+    concrete = ("p",)          # the rule branches on p == 0
 
     def vjp(self, g, out, x):
         if self.p == 0:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from jax.core import Tracer
+
 from .dtype import DataType
 from .errors import DTypeError, ShapeError
 
@@ -188,6 +190,8 @@ class _Scalar(Kind):
         t = type(value)
         if t is float or t is int:
             return value
+        if isinstance(value, Tracer) and value.ndim == 0 and value.dtype != bool:
+            return value      # a traced scalar: an argument of a deferred program (``Operation.concrete``)
         if not isinstance(value, (bool, str)):
             item = getattr(value, "item", None)    # NumPy scalars and 0-d arrays
             if item is not None and getattr(value, "ndim", 0) == 0:
@@ -271,7 +275,10 @@ Widths = _Widths()
 def scalar_for(op: str, dtype: DataType, value: int | float) -> int | float:
     """``value`` converted for a tensor of ``dtype``: an int for integer dtypes (it must be integral
     and fit), a float otherwise. Unsigned dtypes also take negatives down to -(max+1): they wrap
-    modulo 2**bits, as NumPy and JAX compute uint8 arithmetic."""
+    modulo 2**bits, as NumPy and JAX compute uint8 arithmetic. A traced scalar (a deferred
+    program's argument) passes as it is: its value was checked when its op was recorded."""
+    if isinstance(value, Tracer):
+        return value
     if dtype.is_int:
         if not math.isfinite(value) or value != int(value):
             raise DTypeError(f"{op}: got scalar {value!r} for a tensor of dtype {dtype.value}; expected an integral "

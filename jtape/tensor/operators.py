@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+from jax.core import Tracer
 
 from .args import scalar_for
 from .dtype import DataType
@@ -61,7 +62,9 @@ class TensorOperators:
     def _arith(self, op: str, other: Any) -> "Tensor":
         if isinstance(other, TensorOperators) and other.backend is self.backend:      # the usual case, first
             return self._new(getattr(self.backend, op)(self._raw, other._raw))
-        if other.__class__ in (int, float) or (isinstance(other, np.generic) and not isinstance(other, np.bool_)):
+        if (other.__class__ in (int, float) or (isinstance(other, np.generic) and not isinstance(other, np.bool_))
+                or (isinstance(other, Tracer) and other.ndim == 0 and self.dtype.is_float)):
+            # a traced 0-d scalar too: a rule's saved scalar inside a deferred program (``Operation.concrete``)
             return self._new(getattr(self.backend, op + "_scalar")(self._raw, other))
         return self._new(getattr(self.backend, op)(self._raw, self._lift(other, op, cast=True)))
 

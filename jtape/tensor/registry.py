@@ -75,6 +75,7 @@ class OpDef:
         self.statics = tuple((i, p.name, p.annotation) for i, p in enumerate(self.params) if not p.annotation.tensor)
         self.static_names = tuple(name for _, name, _ in self.statics)
         self.dynamic = tuple(name for _, name, kind in self.statics if kind.dynamic)
+        self.traced = self.dynamic      # scalars a deferred program takes as arguments (``rule``: less ``concrete``)
         self._keyed = tuple(n for n in self.static_names if n not in self.dynamic)
         self._sequences = frozenset(i for i, p in enumerate(self.params) if p.annotation is Tensors)
         self._cache: dict = {}
@@ -155,6 +156,7 @@ class OpDef:
             raise ArgumentError(f"op {self.name}: a composite op has no rule of its own")
         self.operation = cls
         cls.op = self
+        self.traced = tuple(n for n in self.dynamic if n not in cls.concrete)
         _notify(self)
         return cls
 
