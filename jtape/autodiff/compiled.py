@@ -127,6 +127,8 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
     # the arguments' signature: a program's checks are looked up by the key it was traced for)
     compiled = jax.jit(pure, static_argnums=0)
 
+    installed: list = [None]     # the state arrays the last call installed (all committed: program outputs)
+
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         for t in binding.params + binding.buffers:
@@ -134,26 +136,36 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
                 kind = "parameter" if any(t is p for p in binding.params) else "buffer"
                 raise BackendError(f"jtape.jit: {kind} of shape {tuple(t.shape)} lives on "
                                    f"{t.backend.name()}, whose arrays cannot be traced; expected JaxBackend")
-        for b in backends_of(args, kwargs).values():   # eager ops still pending run now, outside the trace
+        # The arguments are flattened once (down to Tensors and RawTensors): their backends, then —
+        # after the flush — the call's signature and the arrays whose index ranges are checked.
+        leaves, tree = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_tensor_or_raw)
+        found = dict(backends)
+        for leaf in leaves:
+            if isinstance(leaf, Tensor):
+                found.setdefault(id(leaf.backend), leaf.backend)
+        for b in found.values():   # eager ops still pending run now, outside the trace
             if hasattr(b, "flush"):                     # (flushed while tracing, they would become tracers)
                 b.flush()
         if place is None:
             binding.place_keys()     # a key a mesh step left replicated comes to the parameters' device
-        mode = binding.mode()
-        key = (mode, _signature(args, kwargs))
+        signature, given = _examine(leaves, tree)
+        key = (binding.mode(), signature)
         before = input_checks.get(key)     # None: this call traces (its checks are verified after)
         if before:
-            _verify_inputs(before, args, kwargs)
+            _verify_inputs(before, given)
         step = functools.partial(compiled, key)
-        state = binding.arrays() if place is not None else _committed(binding.arrays())
+        state = binding.arrays()
+        if place is None and not _same(state, installed[0]):
+            state = _committed(state)
         inputs = (state, binding.grads(), args, kwargs)
         out, (arrays, grads), ranges = step(*inputs) if place is None else place.run(step, inputs)
         step_counts = traced.get(key, {})
         for check, (low, high) in zip(step_counts.get("checks", []), ranges):
             check.verify(int(low), int(high))  # an out-of-range index raises, as in eager mode
         if before is None and input_checks.get(key):            # traced just now
-            _verify_inputs(input_checks[key], args, kwargs)
+            _verify_inputs(input_checks[key], given)
         binding.install(arrays, grads)
+        installed[0] = binding.arrays()
         for o, d in zip(binding.optimizers, step_counts.get("delta", [0] * len(binding.optimizers))):
             o.steps += d
         return out
@@ -167,16 +179,56 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
     return run
 
 
+def _is_tensor_or_raw(x: Any) -> bool:
+    return isinstance(x, (Tensor, RawTensor))
+
+
 def _signature(args: tuple, kwargs: dict) -> tuple:
     """What jax traces a call for: the arguments' tree structure, shapes and dtypes (the same for the
     tracers inside the trace and the arrays of the call)."""
-    leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
-    return tree, tuple((getattr(x, "shape", None), getattr(x, "dtype", type(x))) for x in leaves)
+    leaves, tree = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_tensor_or_raw)
+    return _examine(leaves, tree)[0]
 
 
-def _verify_inputs(checks: list, args: tuple, kwargs: dict) -> None:
+def _examine(leaves: list, tree: Any) -> tuple:
+    """From the arguments flattened down to Tensors and RawTensors: the call's signature — what jax
+    traces it for: the tree structure, each Tensor's and RawTensor's pytree data (class, backend,
+    shape, dtype, device, requires_grad), each array's shape and dtype; as fine as flattening the
+    Tensors too — and ``_input_arrays``'s (array, index checker) list."""
+    sig, given = [], []
+    for leaf in leaves:
+        if isinstance(leaf, Tensor):
+            raw, backend = leaf.raw(), leaf.backend
+            data = raw.value()
+            sig.append((leaf.__class__, backend, raw.shape, raw.dtype, raw.device, raw.requires_grad,
+                        getattr(data, "shape", None), getattr(data, "dtype", type(data))))
+            checker = plain(backend)
+            given.append((data, checker if hasattr(checker, "index_range") else None))
+        elif isinstance(leaf, RawTensor):
+            data = leaf.value()
+            sig.append((RawTensor, leaf.shape, leaf.dtype, leaf.device, leaf.requires_grad,
+                        getattr(data, "shape", None), getattr(data, "dtype", type(data))))
+            given.append((data, None))
+        else:
+            sig.append((getattr(leaf, "shape", None), getattr(leaf, "dtype", type(leaf))))
+    return (tree, tuple(sig)), given
+
+
+def _same(state: tuple, installed: tuple | None) -> bool:
+    """Is ``state`` (``Binding.arrays()``) what the last call installed, object for object?"""
+    if installed is None:
+        return False
+    for now, then in zip(state, installed):
+        if len(now) != len(then):
+            return False
+        for a, b in zip(now, then):
+            if a is not b:
+                return False
+    return True
+
+
+def _verify_inputs(checks: list, given: list) -> None:
     """Each (check, k): the k-th argument array's range, read by its backend (once per array), in bounds."""
-    given = _input_arrays(args, kwargs)
     for check, k in checks:
         array, backend = given[k]
         check.verify(*backend.index_range(array))
@@ -185,15 +237,8 @@ def _verify_inputs(checks: list, args: tuple, kwargs: dict) -> None:
 def _input_arrays(args: tuple, kwargs: dict) -> list:
     """(array, the backend that can check its index range, or None) for each Tensor and RawTensor
     in the step's arguments, in pytree order (inside the trace, the arrays are tracers)."""
-    leaves = jax.tree_util.tree_leaves((args, kwargs), is_leaf=lambda x: isinstance(x, (Tensor, RawTensor)))
-    out = []
-    for leaf in leaves:
-        if isinstance(leaf, Tensor):
-            checker = plain(leaf.backend)
-            out.append((leaf.raw().data, checker if hasattr(checker, "index_range") else None))
-        elif isinstance(leaf, RawTensor):
-            out.append((leaf.data, None))
-    return out
+    leaves, tree = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_tensor_or_raw)
+    return _examine(leaves, tree)[1]
 
 
 def _committed(tree: Any) -> Any:
