@@ -275,9 +275,13 @@ Widths = _Widths()
 def scalar_for(op: str, dtype: DataType, value: int | float) -> int | float:
     """``value`` converted for a tensor of ``dtype``: an int for integer dtypes (it must be integral
     and fit), a float otherwise. Unsigned dtypes also take negatives down to -(max+1): they wrap
-    modulo 2**bits, as NumPy and JAX compute uint8 arithmetic. A traced scalar (a deferred
-    program's argument) passes as it is: its value was checked when its op was recorded."""
+    modulo 2**bits, as NumPy and JAX compute uint8 arithmetic. A traced scalar (a rule's saved
+    scalar inside a deferred program, whose value was checked when its op was recorded) passes as
+    it is for a float tensor; an integer tensor refuses it, as its value could not be checked."""
     if isinstance(value, Tracer):
+        if dtype.is_int:
+            raise DTypeError(f"{op}: got a traced scalar for a tensor of dtype {dtype.value}; expected a Python int "
+                             f"(a traced value's integrality and range cannot be checked)")
         return value
     if dtype.is_int:
         if not math.isfinite(value) or value != int(value):

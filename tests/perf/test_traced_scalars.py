@@ -128,3 +128,20 @@ def test_a_traced_scalar_is_refused_where_a_number_is_checked(defer):
     i = tensor.from_numpy(np.arange(3, dtype=np.int32), backend)
     with pytest.raises(TypeError, match="expected an integral value"):
         i + 0.5
+
+
+def test_a_traced_scalar_under_a_users_jax_jit():
+    """Tracers reach the scalar ops only from rules inside a program, or from a user's own jax
+    transformation of jtape code: a float tensor takes one (the kernel traces it anyway); an
+    integer tensor refuses it, since its value cannot be checked as a Python int is."""
+    import jax
+    from jtape.tensor.errors import DTypeError
+
+    inner = JaxBackend(TEST_DEVICE)
+    x = inner.from_numpy(np.array([1.0, 2.0], np.float32))
+    i = inner.from_numpy(np.array([1, 2], np.int32))
+    scaled = jax.jit(lambda s: inner.mul_scalar(x, s).data)(np.float32(1.5))
+    np.testing.assert_array_equal(np.asarray(scaled), [1.5, 3.0])
+    with pytest.raises(DTypeError, match=r"^add_scalar: got a traced scalar for a tensor of dtype int32; expected a "
+                                         r"Python int"):
+        jax.jit(lambda s: inner.add_scalar(i, s).data)(np.int32(2))
