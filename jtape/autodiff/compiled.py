@@ -22,13 +22,14 @@ and dtypes. With ``mesh=`` the same step runs data-parallel (or, with
 from __future__ import annotations
 
 import functools
-from contextlib import ExitStack
-from typing import Any, Callable, Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 
 from ..distributed.sharding import Placement, ShardRule
 from ..tensor.errors import BackendError
+from ..tensor.operators import STEP_INPUTS
 from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
 from .backend import plain
@@ -105,6 +106,7 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
                         stack.enter_context(b.using_tape(private))
                 binding.install(arrays if place is None else place.gather(arrays), grads)
                 inputs = {id(data): k for k, (data, checker) in enumerate(_input_arrays(args, kwargs)) if checker}
+                stack.enter_context(_step_inputs(args, kwargs))
                 out = fn(*args, **kwargs)
                 new = (binding.arrays(), binding.grads())
                 new = new if place is None else place.constrain(new)
@@ -177,6 +179,19 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
 
     run.lower = lower  # type: ignore[attr-defined]
     return run
+
+
+@contextmanager
+def _step_inputs(args: tuple, kwargs: dict) -> Iterator[None]:
+    """While ``fn`` is traced: the RawTensors of its arguments, which in-place ops refuse
+    (``TensorOperators._inplace``): the compiled step cannot change the caller's tensors."""
+    leaves = jax.tree_util.tree_leaves((args, kwargs), is_leaf=_is_tensor_or_raw)
+    ids = frozenset(id(x.raw() if isinstance(x, Tensor) else x) for x in leaves if _is_tensor_or_raw(x))
+    before, STEP_INPUTS.ids = STEP_INPUTS.ids, STEP_INPUTS.ids | ids
+    try:
+        yield
+    finally:
+        STEP_INPUTS.ids = before
 
 
 def _is_tensor_or_raw(x: Any) -> bool:

@@ -16,6 +16,7 @@ The methods written here by hand are those whose Tensor spelling differs from th
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -143,8 +144,17 @@ class TensorOperators:
           gradient is for.
 
         The result must keep the tensor's shape and dtype (an in-place op cannot broadcast or
-        promote its target); otherwise the error comes and the tensor is left as it was."""
+        promote its target); otherwise the error comes and the tensor is left as it was.
+
+        Inside a jax trace (``jtape.jit``), a tensor made outside it (captured by the step) or an
+        argument of a ``jtape.jit`` step refuses too: the first would be left holding a tracer, and
+        the compiled step could not change the caller's tensor as the eager step does. A step's
+        state (its Parameters and Buffers) and the tensors it makes change in place as eagerly."""
         old = self._raw
+        if STEP_INPUTS.ids and id(old) in STEP_INPUTS.ids:
+            raise ArgumentError(f"{sym}=: the tensor changed in place (shape {tuple(old.shape)}) is an argument of "
+                                f"the jtape.jit step; the compiled step cannot change the caller's tensor as an eager "
+                                f"step would. Expected t = t {sym} x inside the step (or the tensor in state=[...])")
         tape = getattr(self.backend, "tape", None)
         recording = tape is not None and tape().is_recording()
         if recording and old.requires_grad and old.dtype.floating and not _made_by_an_op(old, tape()):
@@ -152,6 +162,10 @@ class TensorOperators:
                             f"in place while the tape records; for an update write it inside "
                             f"`with jtape.no_grad():` (p -= lr * p.grad), for a new tensor write t = t {sym} x")
         new = op(self, other)._raw
+        if isinstance(new.data, Tracer) and not isinstance(old.data, Tracer):
+            raise ArgumentError(f"{sym}=: the tensor changed in place (shape {tuple(old.shape)}) was made outside this "
+                                f"jax trace (a jtape.jit step captured it); it would be left holding a tracer. "
+                                f"Expected it in the step's state=[...] (a Parameter or Buffer), or t = t {sym} x")
         if new.shape != old.shape:
             raise ShapeError(f"{sym}=: the result has shape {tuple(new.shape)}, the tensor changed in place has shape "
                              f"{tuple(old.shape)}; expected the same (write t = t {sym} x for a new tensor)")
@@ -248,6 +262,15 @@ class TensorOperators:
 
     def __invert__(self) -> "Tensor":
         return self.not_()
+
+
+class _StepInputs(threading.local):
+    ids: frozenset = frozenset()     # a class default: a new thread starts with none
+
+
+# id() of the RawTensors of the arguments of the jtape.jit step being traced on this thread
+# (``jtape.autodiff.compiled`` sets it while tracing): an in-place op refuses them.
+STEP_INPUTS = _StepInputs()
 
 
 def _made_by_an_op(raw: RawTensor, tape: Any) -> bool:

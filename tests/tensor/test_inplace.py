@@ -196,3 +196,66 @@ def test_a_mixed_dtype_result_is_refused():
     with pytest.raises((DTypeError, ShapeError, TypeError)):
         m += tensor.from_numpy(np.array([1.0, 2.0], np.float32), backend)
     np.testing.assert_array_equal(m.numpy(), [True, False])
+
+
+# -- inside jtape.jit: the compiled step equals the eager one, or refuses ----------------------------
+def _counter_model(backend):
+    model = nn.Linear(3, 2, backend, seed=0)
+    model.register_buffer("seen", nn.Buffer(tensor.from_numpy(np.zeros((), np.float32), backend)))
+    return model
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_in_place_on_the_steps_own_tensors_and_state_is_the_same_compiled(compiled):
+    """A tensor the step makes and a Buffer in its state change in place the same way in both."""
+    backend = autodiff.new(JaxBackend("cpu"))
+    model = _counter_model(backend)
+
+    def step(x):
+        h = model(x)
+        h += 1.0                          # a tensor an op made: recorded
+        h *= x.sum()                      # by a 0-d tensor
+        with jtape.no_grad():
+            model.seen += 1.0             # state: the Buffer changes, as eagerly
+        return h.sum()
+    if compiled:
+        step = jtape.jit(step, state=[model])
+    x = tensor.from_numpy(np.ones((4, 3), np.float32), backend, requires_grad=False)
+    values = [float(step(x).item()) for _ in range(3)]
+    assert model.seen.item() == 3.0 and type(model.seen) is nn.Buffer
+    ref_model = _counter_model(autodiff.new(JaxBackend("cpu"), defer=False))
+    h = ref_model(tensor.from_numpy(np.ones((4, 3), np.float32), ref_model.weight.backend, requires_grad=False))
+    np.testing.assert_allclose(values, [float(((h.numpy() + 1.0) * 12.0).sum())] * 3, rtol=1e-6)
+
+
+def test_in_place_on_an_argument_of_a_compiled_step_is_refused():
+    """Eagerly, ``x /= 2`` halves the caller's tensor; a compiled step gets a copy of it and could
+    not, so it refuses rather than differ — and the caller's tensor is left as it was."""
+    backend = autodiff.new(JaxBackend("cpu"))
+
+    @jtape.jit
+    def step(x):
+        x /= 2.0
+        return x.sum()
+    x = tensor.from_numpy(np.ones((2, 2)), backend, requires_grad=False)
+    with pytest.raises(TypeError, match=r"^/=: the tensor changed in place \(shape \(2, 2\)\) is an argument of the "
+                                        r"jtape.jit step; the compiled step cannot change the caller's tensor as an "
+                                        r"eager step would. Expected t = t / x inside the step"):
+        step(x)
+    np.testing.assert_array_equal(x.numpy(), np.ones((2, 2)))
+
+
+def test_in_place_on_a_tensor_captured_by_a_compiled_step_is_refused():
+    """A tensor made outside the step and changed in place inside it would be left holding a tracer."""
+    backend = autodiff.new(JaxBackend("cpu"))
+    total = tensor.from_numpy(np.zeros(()), backend, requires_grad=False)
+
+    @jtape.jit
+    def step(x):
+        nonlocal total
+        total += x.sum()
+        return x.sum()
+    with pytest.raises(TypeError, match=r"^\+=: the tensor changed in place \(shape \(\)\) was made outside this jax "
+                                        r"trace \(a jtape.jit step captured it\); it would be left holding a tracer"):
+        step(tensor.from_numpy(np.ones((2, 2)), backend, requires_grad=False))
+    assert total.item() == 0.0                                  # still its own value, no tracer
