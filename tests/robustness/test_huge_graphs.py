@@ -109,19 +109,39 @@ elif scenario == "drop":
     out["alive_after_backend_dropped"] = sum(r() is not None for r in refs)
 
 elif scenario == "scaling":
-    # backward time for 5e4 and 1e5 ops, best of 3 each, interleaved so drift hits both alike
+    # The work of backward for 5e4 and 1e5 ops, counted: every Python and builtin call it makes
+    # (sys.setprofile), deterministic, so no load on the machine can move it. Also timed (CPU time,
+    # best of 3, gc off), for the report only.
+    calls = {}
     times = {50_000: float("inf"), 100_000: float("inf")}
+    for n in times:
+        x = tensor.from_numpy(np.array([0.5, -1.0, 2.0, 3.0]), backend)
+        y = chain(n, x).sum()
+        count = [0]
+
+        def profile(frame, event, arg):
+            if event in ("call", "c_call"):
+                count[0] += 1
+        gc.collect()
+        sys.setprofile(profile)
+        y.backward()
+        sys.setprofile(None)
+        calls[n] = count[0]
+        assert x.grad.numpy().tolist() == [1.0] * 4
+        del x, y
     for _ in range(3):
         for n in times:
             x = tensor.from_numpy(np.array([0.5, -1.0, 2.0, 3.0]), backend)
             y = chain(n, x).sum()
             gc.collect()
-            t0 = time.perf_counter()
+            gc.disable()
+            t0 = time.process_time()
             y.backward()
-            times[n] = min(times[n], time.perf_counter() - t0)
-            assert x.grad.numpy().tolist() == [1.0] * 4
+            times[n] = min(times[n], time.process_time() - t0)
+            gc.enable()
             del x, y
-    out.update(t50k=times[50_000], t100k=times[100_000], ratio=times[100_000] / times[50_000])
+    out.update(calls50k=calls[50_000], calls100k=calls[100_000], call_ratio=calls[100_000] / calls[50_000],
+               t50k=times[50_000], t100k=times[100_000], ratio=times[100_000] / times[50_000])
 
 print(json.dumps(out))
 '''
@@ -194,9 +214,13 @@ def test_building_and_dropping_150k_ops_without_backward(capsys):
 
 @pytest.mark.slow
 def test_backward_time_is_linear_in_the_tape_length(capsys):
-    r = _run("scaling", "numpy", timeout=180)
-    _report(capsys, f"numpy: backward 5e4 ops {r['t50k']:.3f} s, 1e5 ops {r['t100k']:.3f} s, "
-                    f"ratio {r['ratio']:.2f} (best of 3)")
-    # linear: 2; quadratic: 4. Best of 3 still reads up to ~2.5 when the other test worker loads the
-    # 2 cores, so the bound sits between the two.
-    assert r["ratio"] <= 3.0, r
+    """Twice the ops, twice the work: the calls backward makes (Python functions and builtins,
+    counted, so the machine's load cannot move the result) grow linearly — a walk that rescans the
+    tape per op, or a helper called per pair of ops, doubles the ratio. The times are reported, not
+    asserted: on a shared 2-core machine they read from 2 to over 3 for the same code."""
+    r = _run("scaling", "numpy", timeout=300)
+    _report(capsys, f"numpy: backward 5e4 ops {r['calls50k']} calls, {r['t50k']:.3f} s CPU; 1e5 ops "
+                    f"{r['calls100k']} calls, {r['t100k']:.3f} s CPU; ratio {r['call_ratio']:.3f} in calls, "
+                    f"{r['ratio']:.2f} in time")
+    # linear: 2 (plus the constant part); quadratic: 4
+    assert 1.9 <= r["call_ratio"] <= 2.1, r
