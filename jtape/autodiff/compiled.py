@@ -213,19 +213,16 @@ def _examine(leaves: list, tree: Any) -> tuple:
     sig, given = [], []
     for leaf in leaves:
         if isinstance(leaf, Tensor):
-            raw, backend = leaf.raw(), leaf.backend
-            data = raw.value()
-            sig.append((leaf.__class__, backend, raw.shape, raw.dtype, raw.device, raw.requires_grad,
-                        getattr(data, "shape", None), getattr(data, "dtype", type(data))))
-            checker = plain(backend)
-            given.append((data, checker if hasattr(checker, "index_range") else None))
+            raw, head, checker = leaf.raw(), (leaf.__class__, leaf.backend), plain(leaf.backend)
         elif isinstance(leaf, RawTensor):
-            data = leaf.value()
-            sig.append((RawTensor, leaf.shape, leaf.dtype, leaf.device, leaf.requires_grad,
-                        getattr(data, "shape", None), getattr(data, "dtype", type(data))))
-            given.append((data, None))
+            raw, head, checker = leaf, (RawTensor,), None
         else:
             sig.append((getattr(leaf, "shape", None), getattr(leaf, "dtype", type(leaf))))
+            continue
+        data = raw.value()
+        sig.append(head + (raw.shape, raw.dtype, raw.device, raw.requires_grad,
+                           getattr(data, "shape", None), getattr(data, "dtype", type(data))))
+        given.append((data, checker if hasattr(checker, "index_range") else None))
     return (tree, tuple(sig)), given
 
 

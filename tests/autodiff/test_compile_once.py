@@ -13,7 +13,8 @@ from jtape import autodiff, nn, optim, tensor
 from jtape.backends import JaxBackend
 
 
-def test_a_compiled_step_compiles_once(caplog):
+def _compiled_adam_step():
+    """A small model, Adam, and its compiled step (forward, backward, update) with an input."""
     backend = autodiff.new(JaxBackend("cpu"))
     model = nn.Sequential(nn.Linear(4, 8, backend, seed=0), nn.ReLU(), nn.Linear(8, 1, backend, seed=1))
     opt = optim.Adam(model.parameters(), lr=1e-2)
@@ -27,6 +28,11 @@ def test_a_compiled_step_compiles_once(caplog):
         return loss
 
     x = tensor.from_numpy(np.ones((2, 4), np.float32), backend, requires_grad=False)
+    return backend, model, opt, step, x
+
+
+def test_a_compiled_step_compiles_once(caplog):
+    backend, model, opt, step, x = _compiled_adam_step()
     jax.config.update("jax_log_compiles", True)
     try:
         with caplog.at_level(logging.WARNING, logger="jax"):
@@ -43,20 +49,8 @@ def test_state_replaced_between_calls_is_taken_and_compiles_nothing_new(caplog):
     """A call checks the state's placement only when it is not what the last call left (object for
     object): new values put in between (a fresh optimizer state, a parameter assigned from NumPy,
     both uncommitted) are taken, and still compile nothing new."""
-    backend = autodiff.new(JaxBackend("cpu"))
-    model = nn.Sequential(nn.Linear(4, 8, backend, seed=0), nn.ReLU(), nn.Linear(8, 1, backend, seed=1))
-    opt = optim.Adam(model.parameters(), lr=1e-2)
+    backend, model, opt, step, x = _compiled_adam_step()
     fresh = optim.Adam(model.parameters(), lr=1e-2).state_dict()
-
-    @jtape.jit(state=[model, opt])
-    def step(x):
-        loss = model(x).mean()
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        return loss
-
-    x = tensor.from_numpy(np.ones((2, 4), np.float32), backend, requires_grad=False)
     w = model.parameters()[0]
     jax.config.update("jax_log_compiles", True)
     try:
