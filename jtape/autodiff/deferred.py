@@ -29,6 +29,7 @@ it ran. Tracing, hooks, anomaly mode, source capture and ``create_graph`` stay o
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from collections import OrderedDict
@@ -40,7 +41,7 @@ from jax.core import Tracer
 
 from ..tensor.raw import Pending, RawTensor
 from ..tensor.registry import REGISTRY, OpDef
-from .programs import Key, Node, compile_program, describe, joined_program, needed, walkable
+from .programs import Key, Node, alive, compile_program, describe, input_refs, joined_program, needed, walkable
 from .tape import GradientTape
 
 _new_pending = _new_node = tuple.__new__
@@ -64,6 +65,10 @@ class Deferred:
         self.seen: OrderedDict = OrderedDict()
         self.compiles = 0          # how many programs were compiled (tests read it: the cache is bounded)
         self.prepared: Prepared | None = None    # a backward's program, waiting for an update to join it
+        # A kept tape's ops whose results its walk's program did not return: (nodes, for each the
+        # references the others' inputs hold to its result). Run later if anything else reads one
+        # (a second walk of the tape, a value read), dropped unrun when nothing does (``_unpark``).
+        self.parked: tuple | None = None
         # Pending values hold the program weakly: the program holds its ops' inputs, which hold
         # their Pending values, so a strong reference back would make a cycle only gc could free.
         self.ref = weakref.ref(self)
@@ -72,7 +77,7 @@ class Deferred:
         """The backend is being dropped: run what is still pending, so a tensor someone still holds
         (a RawTensor kept without its Tensor) keeps its value. Usually nothing is pending."""
         try:
-            if self.nodes or self.prepared is not None:
+            if self.nodes or self.prepared is not None or self.parked is not None:
                 self.flush()
         except Exception:     # noqa: BLE001 — interpreter shutdown: nothing can use the values any more
             pass
@@ -133,6 +138,8 @@ class Deferred:
         with self.lock:
             if self.prepared is not None:
                 self._finish(self._unprepare())
+            if self.parked is not None:
+                self._unpark()
             if self.nodes:
                 self._run(self._take(), None)
 
@@ -142,8 +149,28 @@ class Deferred:
 
     def _take(self) -> list[Node]:
         """The pending ops, leaving none (no caller keeps the list: ``_run`` counts references)."""
+        if self.parked is not None:
+            self._unpark()
         nodes, self.nodes = self.nodes, []
         return nodes
+
+    def _park(self, nodes: list[Node], outs: list[RawTensor]) -> None:
+        """Keep ``nodes`` (ops of a kept tape whose results its program did not return) apart from
+        the pending ops, with the references their own inputs hold to each result."""
+        internal = input_refs(nodes)
+        self.parked = (nodes, [internal.get(id(out), 0) for out in outs])
+
+    def _unpark(self) -> None:
+        """The parked ops go back in front of the pending ops if anything other than themselves holds
+        one of their results — a second walk of the kept tape, a read, an op recorded on it — and
+        are dropped unrun otherwise (the tape was cleared: nothing can read them). One reference
+        count per op, instead of ``needed``'s walk over every pending op each flush."""
+        (nodes, internal), self.parked = self.parked, None
+        outs = [node.out() for node in nodes]
+        # getrefcount's argument and the ``outs`` list are the two references counted here; indexed,
+        # not iterated (a loop variable would be one more)
+        if any(outs[i] is not None and sys.getrefcount(outs[i]) - 2 - internal[i] > 0 for i in range(len(outs))):
+            self.nodes[:0] = nodes
 
     def backward(self, tape: GradientTape, seeds: dict, keep: list, retain: bool) -> dict | None:
         """The pending forward ops and the walk from ``seeds`` (``{output: ∂ℒ/∂output}``, where None
@@ -204,9 +231,10 @@ class Deferred:
 
     # -- describing and running a program ----------------------------------------------------------
     def _run(self, nodes: list[Node], walk: tuple | None) -> dict | None:
-        nodes, internal = needed(nodes)
-        outs = [node.out() for node in nodes]
-        spec, args, scalars, outputs, keep = describe(nodes, outs, walk, internal)
+        nodes = alive(nodes)        # (the list held only here: dropped ops' references go with it)
+        nodes, outs, external = needed(nodes)
+        internal = None if external is not None else input_refs(nodes)     # ops were dropped: counted again
+        spec, args, scalars, outputs, keep = describe(nodes, outs, walk, internal, external)
         count, spec = self._count(Key(spec))
         walked = 0 if walk is None else len(walk[0])
         if spec not in self.programs and (count < 2 or len(nodes) + walked > MAX_PROGRAM_OPS):
@@ -234,10 +262,11 @@ class Deferred:
             return grads
         values, garrays, ranges = self._call_alone(entry, prepared.arrays)
         if walk is not None and walk[3] and len(outputs) < len(nodes):
-            # A result only the kept tape holds stays pending (its op is queued again): a later walk
-            # or read computes it; usually the tape is cleared first, and it never runs again.
+            # A result only the kept tape holds stays pending (its op is parked): a later walk or
+            # read computes it; usually the tape is cleared first, and it never runs.
             returned = set(outputs)
-            self.nodes[:0] = [node for i, node in enumerate(nodes) if i not in returned]
+            rest = [i for i in range(len(nodes)) if i not in returned]
+            self._park([nodes[i] for i in rest], [outs[i] for i in rest])
         self._store(prepared, values, (), ranges)
         if walk is None:
             return None

@@ -91,32 +91,42 @@ class Key:
         return self is other or (other.__class__ is Key and self.hash == other.hash and self.spec == other.spec)
 
 
-def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, internal: dict) -> tuple:
-    """The structure of a program (hashable: the cache key) and what it runs on (``internal``: the
-    references the pending ops' inputs hold, see ``input_refs``).
+def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, internal: dict | None,
+             external: list[int] | None) -> tuple:
+    """The structure of a program (hashable: the cache key) and what it runs on.
 
-    Every tensor is named by a ref: ("n", i) for the output of pending op i, ("a", k) for the k-th
-    argument (a tensor whose value exists). A pending op's scalars (mul_scalar's value, a learning
-    rate in a hand-written update) are arguments too, not part of the structure — ``TRACED`` in
-    their place — unless its rule reads them as Python numbers (``Operation.concrete``). Returns
-    (spec, args, scalars, outputs, keep): outputs are the pending ops whose values the program
-    returns, keep the leaves whose gradients it returns."""
-    refs: dict[int, tuple] = {}
+    Every tensor is named by a ref, an int: i >= 0 for the output of pending op i, ``~k`` (< 0) for
+    the k-th argument (a tensor whose value exists); a sequence parameter's is a tuple of refs. A
+    pending op's scalars (mul_scalar's value, a learning rate in a hand-written update) are
+    arguments too, not part of the structure — ``TRACED`` in their place — unless its rule reads
+    them as Python numbers (``Operation.concrete``). ``external``: each result's references from
+    outside the pending ops (``needed``), or None to count them here (``live_outputs``, with
+    ``internal``, the pending ops' own). Returns (spec, args, scalars, outputs, keep): outputs are
+    the pending ops whose values the program returns, keep the leaves whose gradients it returns."""
+    refs: dict[int, int] = {}
     get = refs.get
     args: list[RawTensor] = []
     scalars: list = []
 
-    def ref(t: RawTensor) -> tuple:
+    def ref(t: RawTensor) -> int:
         r = get(id(t))
         if r is None:
-            r = refs[id(t)] = ("a", len(args))
+            r = refs[id(t)] = ~len(args)
             args.append(t)
         return r
 
     node_specs = []
     for i, node in enumerate(nodes):
-        ins = [tuple([ref(t) for t in x]) if x.__class__ is tuple else ref(x) for x in node.inputs]
-        out = outs[i]
+        ins = []
+        for x in node.inputs:
+            if x.__class__ is tuple:
+                ins.append(tuple([ref(t) for t in x]))
+            else:
+                r = get(id(x))
+                if r is None:
+                    r = refs[id(x)] = ~len(args)
+                    args.append(x)
+                ins.append(r)
         statics, traced = node.statics, node.op.traced
         if not statics:
             items = ()
@@ -130,26 +140,41 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, inter
                     value = TRACED
                 items.append((name, value))
             items = tuple(items)
+        out = outs[i]
         node_specs.append((node.op.name, items, tuple(ins), node.shape, node.dtype, out.requires_grad, node.checked))
-        refs[id(out)] = ("n", i)
+        refs[id(out)] = i
     walk_spec, keep = None, []
+    uses = [0] * len(nodes)            # the walked tape's references to each pending result
     if walk is not None:
         ops, seeds, keep_in, _ = walk
         op_specs = []
         for op in ops:
-            out = op._output
-            out_ref = get(id(out))
-            if out_ref is None:
-                out_ref = ref(out)
-            elif out_ref[0] == "n" and recorded_from(op, nodes[out_ref[1]]):
-                op_specs.append(out_ref)        # the op recorded with pending op i: its inputs and statics
-                continue
-            op_specs.append((type(op), tuple(op.statics().items()), tuple([ref(x) for x in op._inputs]), out_ref))
+            r = get(id(op._output))
+            if r is None:
+                r = ref(op._output)
+            elif r >= 0:
+                uses[r] += 1
+                if recorded_from(op, nodes[r]):
+                    op_specs.append(r)      # the op recorded with pending op r: its inputs and statics
+                    for x in node_specs[r][2]:
+                        for j in (x if x.__class__ is tuple else (x,)):
+                            if j >= 0:
+                                uses[j] += 1
+                    continue
+            ins = tuple([ref(x) for x in op._inputs])
+            for j in ins:
+                if j >= 0:
+                    uses[j] += 1
+            op_specs.append((type(op), tuple(op.statics().items()), ins, r))
         seed_specs = tuple([(ref(out), None if seed is None else ref(seed)) for out, seed in seeds.items()])
         keep = sorted(set(keep_in), key=ref)             # a canonical order: the same step, the same key
         walk_spec = (tuple(op_specs), seed_specs, tuple([get(id(x)) for x in keep]))
-    out = None              # no local name may hold a tensor while live_outputs counts references
-    outputs = live_outputs(outs, walk, internal)
+        op = None
+    out = x = None          # no local name may hold a tensor while live_outputs counts references
+    if external is None:
+        outputs = live_outputs(outs, walk, internal)
+    else:
+        outputs = [i for i in range(len(outs)) if external[i] > uses[i]]
     arg_meta = tuple([(a.shape, a.dtype, a.requires_grad) for a in args])
     return (tuple(node_specs), arg_meta, walk_spec, tuple(outputs)), args, scalars, outputs, keep
 
@@ -173,31 +198,46 @@ def input_refs(nodes: list[Node]) -> dict[int, int]:
     return internal
 
 
-def needed(nodes: list[Node]) -> tuple[list[Node], dict[int, int]]:
+def needed(nodes: list[Node]) -> tuple[list[Node], list[RawTensor], list[int] | None]:
     """The pending ops whose results can still be read: referenced from outside the pending ops (a
     user's variable, a Tensor, an op on the tape), or read by such an op, transitively. The rest —
-    results nobody holds, and chains of them held only by each other — are dropped unrun. Returns
-    them with their ``input_refs`` (counted again when ops were dropped: theirs are gone)."""
+    results nobody holds, and chains of them held only by each other — are dropped unrun.
+
+    Returns (nodes, outs, external): their results, and for each how many references it has from
+    outside the pending ops (``live_outputs`` subtracts the walked tape's from these); external is
+    None when ops were dropped here — the caller still holds them, so the counts are taken again
+    (``live_outputs``) once it no longer does. The caller drops the ops whose results died first
+    (``alive``): then this is one pass in the usual case."""
     outs = [node.out() for node in nodes]           # None: a result nobody holds any more
     internal = input_refs(nodes)
     get = internal.get
     # References: getrefcount's argument and the ``outs`` list (a Pending's are weak); indexed, not
     # iterated (a loop variable would be one more).
-    needed = [outs[i] is not None and sys.getrefcount(outs[i]) - 2 - get(id(outs[i]), 0) > 0
-              for i in range(len(outs))]
-    if all(needed):          # the usual case (a step's tape holds every result): nothing to drop
-        return nodes, internal
+    external = [0 if outs[i] is None else sys.getrefcount(outs[i]) - 2 - get(id(outs[i]), 0)
+                for i in range(len(outs))]
+    if min(external, default=1) > 0:     # the usual case (a step's tape holds every result): nothing to drop
+        return nodes, outs, external
+    keep = [e > 0 for e in external]
     index = {id(out): i for i, out in enumerate(outs) if out is not None}
     for i in range(len(nodes) - 1, -1, -1):
-        if needed[i]:
+        if keep[i]:
             for t in flat_inputs(nodes[i].inputs):
                 j = index.get(id(t))
                 if j is not None:
-                    needed[j] = True
-    if all(needed):
-        return nodes, internal
-    kept = [node for node, keep in zip(nodes, needed) if keep]
-    return kept, input_refs(kept)
+                    keep[j] = True
+    kept = [i for i in range(len(nodes)) if keep[i]]
+    return [nodes[i] for i in kept], [outs[i] for i in kept], None
+
+
+def alive(nodes: list[Node]) -> list[Node]:
+    """``nodes`` without those whose result nobody holds any more (``nodes`` itself when none died).
+    No op that is still needed reads such a result: its inputs would hold it. Dropped before
+    ``needed`` counts references, because the dropped ops' inputs still hold theirs while the
+    caller holds the list: a tensor read only by them would count as used."""
+    for node in nodes:
+        if node.out() is None:
+            return [node for node in nodes if node.out() is not None]
+    return nodes
 
 
 def recorded_from(op: Any, node: Node) -> bool:
@@ -214,9 +254,9 @@ def live_outputs(outs: list[RawTensor], walk: tuple | None, internal: dict[int, 
     a Tensor, the tape that a later walk reads): only those values leave the program; the rest stay
     inside it, where XLA need not store them. Counted with ``sys.getrefcount``; the references of
     the pending ops' inputs (``internal``) and of the walked tape's ops are subtracted (a released
-    tape drops them; a kept one gets them as pending ops, queued again), so a miscount can only
+    tape drops them; a kept one gets them as parked pending ops), so a miscount can only
     keep a value, never lose one."""
-    if walk is not None:             # the walk's tape: released after it, or kept (``_run`` queues its values again)
+    if walk is not None:             # the walk's tape: released after it, or kept (``_run`` parks the ops of its other values)
         internal = dict(internal)
         get = internal.get
         for op in walk[0]:
@@ -251,9 +291,9 @@ def program(spec: tuple, inner: Any):
         vals: list[RawTensor] = []
 
         def get(r: Any) -> Any:
-            if r and r[0].__class__ is tuple:
+            if r.__class__ is tuple:            # a sequence parameter
                 return tuple(get(x) for x in r)
-            return vals[r[1]] if r[0] == "n" else args[r[1]]
+            return vals[r] if r >= 0 else args[~r]
 
         with inner.traced_checks() as checks:
             for (name, _, ins, shape, dtype, requires_grad, checked), statics in zip(node_specs, statics_of):
@@ -287,9 +327,9 @@ def walk_in_program(walk_spec: tuple, node_specs: tuple, statics_of: list, get: 
     tape = GradientTape(traced=True)
     tape.start_recording()
     for spec in op_specs:
-        if spec[0] == "n":                      # recorded with pending op i
-            name, _, ins = node_specs[spec[1]][:3]
-            statics = statics_of[spec[1]]
+        if spec.__class__ is int:               # recorded with pending op ``spec``
+            name, _, ins = node_specs[spec][:3]
+            statics = statics_of[spec]
             tape.record(REGISTRY[name].operation(get(spec), *flat_inputs([get(r) for r in ins]), **statics))
         else:
             cls, statics, ins, out = spec

@@ -4,6 +4,8 @@ seen (op by op), compiled, and run from the cache — every result must equal th
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import pytest
 
@@ -77,7 +79,7 @@ def test_gradient_calls_run_as_one_program_and_equal_op_by_op():
 
 
 def test_a_kept_tape_keeps_its_pending_values_readable_and_walkable():
-    """gradient() keeps the tape: values only the tape holds stay pending (queued again), and a
+    """gradient() keeps the tape: values only the tape holds stay pending (parked), and a
     later read or walk computes them; once the tape is cleared they are dropped unrun."""
     def run(backend):
         x = tensor.from_numpy(np.array([0.5, -1.0, 2.0], np.float32), backend)
@@ -103,6 +105,42 @@ def test_a_kept_tape_keeps_its_pending_values_readable_and_walkable():
         backend.tape().gradient(loss, [x])
         backend.tape().clear()
     assert len(backend._deferred.nodes) <= 3
+
+
+def test_a_cleared_tapes_parked_ops_are_dropped_without_a_walk_over_them(monkeypatch):
+    """The ops a kept tape's program did not return are parked apart; once the tape is cleared the
+    next flush drops them after one reference count each — ``needed`` never sees them, so a
+    gradient-then-clear loop costs the same every step — and a second walk of a tape that is kept
+    still finds them (the test above)."""
+    from jtape.autodiff import deferred
+
+    backend = _backend(True)
+    x = tensor.from_numpy(np.array([0.5, -1.0, 2.0], np.float32), backend)
+    seen: list[int] = []
+    real = deferred.needed
+    monkeypatch.setattr(deferred, "needed", lambda nodes: (seen.append(len(nodes)), real(nodes))[1])
+
+    def step():
+        loss = ((x * 2.0).sin() * 3.0).exp().sum()       # 5 pending ops: the program returns only the loss
+        g, = backend.tape().gradient(loss, [x])
+        return loss, g
+
+    step()                                               # first sight: op by op
+    backend.tape().clear()
+    _, g0 = step()                                       # compiled: one program
+    parked = backend._deferred.parked
+    assert parked is not None and len(parked[0]) == 4    # the four intermediates only the tape holds
+    held = [weakref.ref(node.out()) for node in parked[0]]
+    del parked
+    backend.tape().clear()
+    for _ in range(3):
+        seen.clear()
+        loss, g = step()
+        assert seen == [5], seen                         # this step's ops only
+        assert all(h() is None for h in held)            # dropped, never run (nothing held them)
+        backend.tape().clear()
+    np.testing.assert_allclose(g.numpy(), g0.numpy(), rtol=1e-6)
+    assert backend._deferred.parked is not None and not backend._deferred.nodes
 
 
 def test_a_computed_index_out_of_range_raises_from_the_compiled_program_too():
