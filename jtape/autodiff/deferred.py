@@ -41,7 +41,7 @@ from jax.core import Tracer
 
 from ..tensor.raw import Pending, RawTensor
 from ..tensor.registry import REGISTRY, OpDef
-from .programs import Key, Node, alive, compile_program, describe, input_refs, joined_program, needed, walkable
+from .programs import Key, Node, alive, compile_program, describe, flat_inputs, joined_program, needed, outside, walkable
 from .tape import GradientTape
 
 _new_pending = _new_node = tuple.__new__
@@ -157,7 +157,10 @@ class Deferred:
     def _park(self, nodes: list[Node], outs: list[RawTensor]) -> None:
         """Keep ``nodes`` (ops of a kept tape whose results its program did not return) apart from
         the pending ops, with the references their own inputs hold to each result."""
-        internal = input_refs(nodes)
+        internal: dict[int, int] = {}
+        for t in flat_inputs([x for node in nodes for x in node.inputs]):
+            internal[id(t)] = internal.get(id(t), 0) + 1
+        t = None
         self.parked = (nodes, [internal.get(id(out), 0) for out in outs])
 
     def _unpark(self) -> None:
@@ -231,10 +234,20 @@ class Deferred:
 
     # -- describing and running a program ----------------------------------------------------------
     def _run(self, nodes: list[Node], walk: tuple | None) -> dict | None:
-        nodes = alive(nodes)        # (the list held only here: dropped ops' references go with it)
-        nodes, outs, external = needed(nodes)
-        internal = None if external is not None else input_refs(nodes)     # ops were dropped: counted again
-        spec, args, scalars, outputs, keep = describe(nodes, outs, walk, internal, external)
+        nodes, outs = alive(nodes)      # (the list is held only here: the dropped ops' references go with it)
+        described = describe(nodes, outs, walk)
+        external = outside(outs, described.inner)
+        if min(external, default=1) <= 0:
+            # Results held only by other pending ops: drop what nothing can read, describe again
+            # (rare: a step's tape holds each result it makes). Rebinding frees the dropped ops.
+            nodes, outs = needed(nodes, outs, external)
+            described = describe(nodes, outs, walk)
+            external = outside(outs, described.inner)
+        uses = described.uses
+        outputs = [i for i in range(len(outs)) if external[i] > uses[i]]     # held by more than the walked tape
+        args, scalars, keep = described.args, described.scalars, described.keep
+        spec = described.spec + (tuple(outputs),)
+        described = None
         count, spec = self._count(Key(spec))
         walked = 0 if walk is None else len(walk[0])
         if spec not in self.programs and (count < 2 or len(nodes) + walked > MAX_PROGRAM_OPS):

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from ..tensor.dtype import DataType
 from ..tensor.raw import RawTensor
 from ..tensor.registry import REGISTRY, OpDef
 from .tape import GradientTape
@@ -91,22 +92,33 @@ class Key:
         return self is other or (other.__class__ is Key and self.hash == other.hash and self.spec == other.spec)
 
 
-def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, internal: dict | None,
-             external: list[int] | None) -> tuple:
+class Described(NamedTuple):
+    """A described program (``describe``): its structure, what it runs on, and the references that
+    decide which results it returns."""
+
+    spec: tuple             # the structure: the cache key
+    args: list              # the argument tensors (values that exist), in ref order
+    scalars: list           # the traced scalars, after the arguments
+    keep: list              # the tensors whose gradients the walk returns, in a canonical order
+    inner: list             # per pending op: how many references the pending ops' inputs hold to its result
+    uses: list              # per pending op: how many the walked tape holds (its ops' outputs and inputs)
+
+
+def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> Described:
     """The structure of a program (hashable: the cache key) and what it runs on.
 
     Every tensor is named by a ref, an int: i >= 0 for the output of pending op i, ``~k`` (< 0) for
     the k-th argument (a tensor whose value exists); a sequence parameter's is a tuple of refs. A
     pending op's scalars (mul_scalar's value, a learning rate in a hand-written update) are
     arguments too, not part of the structure — ``TRACED`` in their place — unless its rule reads
-    them as Python numbers (``Operation.concrete``). ``external``: each result's references from
-    outside the pending ops (``needed``), or None to count them here (``live_outputs``, with
-    ``internal``, the pending ops' own). Returns (spec, args, scalars, outputs, keep): outputs are
-    the pending ops whose values the program returns, keep the leaves whose gradients it returns."""
+    them as Python numbers (``Operation.concrete``). Dtypes are named by their value: a string
+    hashes in C. The spec's last part, which results the program returns, is left for ``_run`` to
+    fill in (``returned``): it counts references, which describing must not hold."""
     refs: dict[int, int] = {}
     get = refs.get
     args: list[RawTensor] = []
     scalars: list = []
+    inner = [0] * len(nodes)
 
     def ref(t: RawTensor) -> int:
         r = get(id(t))
@@ -120,12 +132,18 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, inter
         ins = []
         for x in node.inputs:
             if x.__class__ is tuple:
-                ins.append(tuple([ref(t) for t in x]))
+                seq = tuple([ref(t) for t in x])
+                for r in seq:
+                    if r >= 0:
+                        inner[r] += 1
+                ins.append(seq)
             else:
                 r = get(id(x))
                 if r is None:
                     r = refs[id(x)] = ~len(args)
                     args.append(x)
+                elif r >= 0:
+                    inner[r] += 1
                 ins.append(r)
         statics, traced = node.statics, node.op.traced
         if not statics:
@@ -141,10 +159,11 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, inter
                 items.append((name, value))
             items = tuple(items)
         out = outs[i]
-        node_specs.append((node.op.name, items, tuple(ins), node.shape, node.dtype, out.requires_grad, node.checked))
+        node_specs.append((node.op.name, items, tuple(ins), node.shape, node.dtype.value, out.requires_grad,
+                           node.checked))
         refs[id(out)] = i
     walk_spec, keep = None, []
-    uses = [0] * len(nodes)            # the walked tape's references to each pending result
+    uses = [0] * len(nodes)
     if walk is not None:
         ops, seeds, keep_in, _ = walk
         op_specs = []
@@ -169,14 +188,18 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None, inter
         seed_specs = tuple([(ref(out), None if seed is None else ref(seed)) for out, seed in seeds.items()])
         keep = sorted(set(keep_in), key=ref)             # a canonical order: the same step, the same key
         walk_spec = (tuple(op_specs), seed_specs, tuple([get(id(x)) for x in keep]))
-        op = None
-    out = x = None          # no local name may hold a tensor while live_outputs counts references
-    if external is None:
-        outputs = live_outputs(outs, walk, internal)
-    else:
-        outputs = [i for i in range(len(outs)) if external[i] > uses[i]]
-    arg_meta = tuple([(a.shape, a.dtype, a.requires_grad) for a in args])
-    return (tuple(node_specs), arg_meta, walk_spec, tuple(outputs)), args, scalars, outputs, keep
+    arg_meta = tuple([(a.shape, a.dtype.value, a.requires_grad) for a in args])
+    return Described((tuple(node_specs), arg_meta, walk_spec), args, scalars, keep, inner, uses)
+
+
+def outside(outs: list[RawTensor], inner: list[int]) -> list[int]:
+    """Per result, how many references it has from outside the pending ops: a user's variable, a
+    Tensor, the tape, the kept tensors of a walk. ``inner``: the pending ops' inputs' (``describe``).
+    Counted with ``sys.getrefcount``, whose argument and the ``outs`` list are the two references
+    subtracted besides (a Pending's are weak); indexed, not iterated: a loop variable would be one
+    more. The caller holds no other reference to a result — so a miscount can only keep a value,
+    never lose one."""
+    return [sys.getrefcount(outs[i]) - 2 - inner[i] for i in range(len(outs))]
 
 
 def flat_inputs(inputs: list) -> list:
@@ -184,41 +207,12 @@ def flat_inputs(inputs: list) -> list:
     return [t for x in inputs for t in (x if x.__class__ is tuple else (x,))]
 
 
-def input_refs(nodes: list[Node]) -> dict[int, int]:
-    """id(tensor) -> how many references the pending ops' inputs hold to it."""
-    internal: dict[int, int] = {}
-    get = internal.get
-    for node in nodes:
-        for x in node.inputs:
-            if x.__class__ is tuple:
-                for t in x:
-                    internal[id(t)] = get(id(t), 0) + 1
-            else:
-                internal[id(x)] = get(id(x), 0) + 1
-    return internal
-
-
-def needed(nodes: list[Node]) -> tuple[list[Node], list[RawTensor], list[int] | None]:
-    """The pending ops whose results can still be read: referenced from outside the pending ops (a
-    user's variable, a Tensor, an op on the tape), or read by such an op, transitively. The rest —
-    results nobody holds, and chains of them held only by each other — are dropped unrun.
-
-    Returns (nodes, outs, external): their results, and for each how many references it has from
-    outside the pending ops (``live_outputs`` subtracts the walked tape's from these); external is
-    None when ops were dropped here — the caller still holds them, so the counts are taken again
-    (``live_outputs``) once it no longer does. The caller drops the ops whose results died first
-    (``alive``): then this is one pass in the usual case."""
-    outs = [node.out() for node in nodes]           # None: a result nobody holds any more
-    internal = input_refs(nodes)
-    get = internal.get
-    # References: getrefcount's argument and the ``outs`` list (a Pending's are weak); indexed, not
-    # iterated (a loop variable would be one more).
-    external = [0 if outs[i] is None else sys.getrefcount(outs[i]) - 2 - get(id(outs[i]), 0)
-                for i in range(len(outs))]
-    if min(external, default=1) > 0:     # the usual case (a step's tape holds every result): nothing to drop
-        return nodes, outs, external
+def needed(nodes: list[Node], outs: list[RawTensor], external: list[int]) -> tuple[list[Node], list[RawTensor]]:
+    """The pending ops whose results can still be read: referenced from outside the pending ops
+    (``external``, from ``outside``), or read by such an op, transitively. The rest — chains of
+    results held only by each other — are dropped unrun. Returns them and their results."""
     keep = [e > 0 for e in external]
-    index = {id(out): i for i, out in enumerate(outs) if out is not None}
+    index = {id(out): i for i, out in enumerate(outs)}
     for i in range(len(nodes) - 1, -1, -1):
         if keep[i]:
             for t in flat_inputs(nodes[i].inputs):
@@ -226,18 +220,16 @@ def needed(nodes: list[Node]) -> tuple[list[Node], list[RawTensor], list[int] | 
                 if j is not None:
                     keep[j] = True
     kept = [i for i in range(len(nodes)) if keep[i]]
-    return [nodes[i] for i in kept], [outs[i] for i in kept], None
+    return [nodes[i] for i in kept], [outs[i] for i in kept]
 
 
-def alive(nodes: list[Node]) -> list[Node]:
-    """``nodes`` without those whose result nobody holds any more (``nodes`` itself when none died).
-    No op that is still needed reads such a result: its inputs would hold it. Dropped before
-    ``needed`` counts references, because the dropped ops' inputs still hold theirs while the
-    caller holds the list: a tensor read only by them would count as used."""
-    for node in nodes:
-        if node.out() is None:
-            return [node for node in nodes if node.out() is not None]
-    return nodes
+def alive(nodes: list[Node]) -> tuple[list[Node], list[RawTensor]]:
+    """The pending ops whose result someone still holds, and their results (held from now on).
+    No op that is still needed reads a result nobody holds: its inputs would hold it."""
+    outs = [node.out() for node in nodes]
+    if None in outs:
+        return [node for node, out in zip(nodes, outs) if out is not None], [out for out in outs if out is not None]
+    return nodes, outs
 
 
 def recorded_from(op: Any, node: Node) -> bool:
@@ -247,28 +239,6 @@ def recorded_from(op: Any, node: Node) -> bool:
         return False
     inputs = node.inputs
     return op._inputs == (tuple(flat_inputs(inputs)) if node.op._sequences else tuple(inputs))
-
-
-def live_outputs(outs: list[RawTensor], walk: tuple | None, internal: dict[int, int]) -> list[int]:
-    """The pending ops whose results are referenced from outside the pending ops (a user's variable,
-    a Tensor, the tape that a later walk reads): only those values leave the program; the rest stay
-    inside it, where XLA need not store them. Counted with ``sys.getrefcount``; the references of
-    the pending ops' inputs (``internal``) and of the walked tape's ops are subtracted (a released
-    tape drops them; a kept one gets them as parked pending ops), so a miscount can only
-    keep a value, never lose one."""
-    if walk is not None:             # the walk's tape: released after it, or kept (``_run`` parks the ops of its other values)
-        internal = dict(internal)
-        get = internal.get
-        for op in walk[0]:
-            t = op._output
-            internal[id(t)] = get(id(t), 0) + 1
-            for t in op._inputs:
-                internal[id(t)] = get(id(t), 0) + 1
-        t = None            # a loop variable left holding a tensor would be one more reference
-    get = internal.get
-    # getrefcount's argument and the ``outs`` list are the other two references (a Pending's are
-    # weak). Indexed, not iterated: a loop variable would be one more reference.
-    return [i for i in range(len(outs)) if sys.getrefcount(outs[i]) - 2 - get(id(outs[i]), 0) > 0]
 
 
 def program(spec: tuple, inner: Any):
@@ -282,7 +252,7 @@ def program(spec: tuple, inner: Any):
     def run(arrays: list) -> tuple:
         args = []
         for a, (shape, dtype, requires_grad) in zip(arrays, arg_meta):
-            t = RawTensor(a, shape, dtype, device)
+            t = RawTensor(a, shape, DataType(dtype), device)
             t.requires_grad = requires_grad
             args.append(t)
         scalars = iter(arrays[len(arg_meta):])
@@ -300,7 +270,7 @@ def program(spec: tuple, inner: Any):
                 # checked: its index values were checked when it was recorded, so its checks here
                 # are collected apart and dropped
                 with inner.traced_checks() if checked else nullcontext():
-                    out = inner.execute(REGISTRY[name], [get(r) for r in ins], dict(statics), shape, dtype)
+                    out = inner.execute(REGISTRY[name], [get(r) for r in ins], dict(statics), shape, DataType(dtype))
                 out.requires_grad = requires_grad
                 vals.append(out)
         grads: list = []

@@ -272,8 +272,9 @@ class Optimizer:
         """A new RawTensor for ``p`` holding ``values``, in the same kind of array as before (read
         from ``p``'s RawTensor: it runs for every parameter of every step)."""
         raw = p.raw()
-        if isinstance(raw.value(), jax.Array):  # stay on the device: no host round trip
-            if values.dtype != raw.dtype.numpy:
+        data = raw.value()
+        if isinstance(data, jax.Array):  # stay on the device: no host round trip
+            if values.dtype is not data.dtype and values.dtype != raw.dtype.numpy:   # (dtypes: singletons)
                 values = values.astype(raw.dtype.numpy)
             return RawTensor(values, raw.shape, raw.dtype, raw.device)
         return p.backend.from_numpy(np.asarray(values), raw.dtype)

@@ -174,15 +174,15 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
         """Make ``raw`` this tensor's RawTensor (same shape and dtype) — how an optimizer step gives
         a Parameter new values without mutating any array. The gradient, hooks and name move with
         it (``RawTensor.carry_state_to``), so ``.grad`` still reads the last gradient after a step."""
-        where = f"{type(self).__name__}.assign"
+        old = self._raw
         if not isinstance(raw, RawTensor):
-            raise ArgumentError(f"{where}: got a {type(raw).__name__}; expected a RawTensor")
-        if raw.shape != self._raw.shape:
-            raise ShapeError(f"{where}: got shape {tuple(raw.shape)}; expected {tuple(self.shape)}")
-        if raw.dtype is not self._raw.dtype:
-            raise DTypeError(f"{where}: got dtype {raw.dtype.value}; expected {self.dtype.value}")
-        if raw is not self._raw:
-            self._raw.carry_state_to(raw)
+            raise ArgumentError(f"{type(self).__name__}.assign: got a {type(raw).__name__}; expected a RawTensor")
+        if raw.shape != old.shape:
+            raise ShapeError(f"{type(self).__name__}.assign: got shape {tuple(raw.shape)}; expected {tuple(old.shape)}")
+        if raw.dtype is not old.dtype:
+            raise DTypeError(f"{type(self).__name__}.assign: got dtype {raw.dtype.value}; expected {old.dtype.value}")
+        if raw is not old:
+            old.carry_state_to(raw)
             self._raw = raw
 
     def detach(self) -> "Tensor":

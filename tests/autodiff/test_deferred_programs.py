@@ -109,7 +109,7 @@ def test_a_kept_tape_keeps_its_pending_values_readable_and_walkable():
 
 def test_a_cleared_tapes_parked_ops_are_dropped_without_a_walk_over_them(monkeypatch):
     """The ops a kept tape's program did not return are parked apart; once the tape is cleared the
-    next flush drops them after one reference count each — ``needed`` never sees them, so a
+    next flush drops them after one reference count each — ``describe`` never sees them, so a
     gradient-then-clear loop costs the same every step — and a second walk of a tape that is kept
     still finds them (the test above)."""
     from jtape.autodiff import deferred
@@ -117,8 +117,8 @@ def test_a_cleared_tapes_parked_ops_are_dropped_without_a_walk_over_them(monkeyp
     backend = _backend(True)
     x = tensor.from_numpy(np.array([0.5, -1.0, 2.0], np.float32), backend)
     seen: list[int] = []
-    real = deferred.needed
-    monkeypatch.setattr(deferred, "needed", lambda nodes: (seen.append(len(nodes)), real(nodes))[1])
+    real = deferred.describe
+    monkeypatch.setattr(deferred, "describe", lambda nodes, *rest: (seen.append(len(nodes)), real(nodes, *rest))[1])
 
     def step():
         loss = ((x * 2.0).sin() * 3.0).exp().sum()       # 5 pending ops: the program returns only the loss
