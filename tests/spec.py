@@ -427,6 +427,21 @@ SPECS: tuple[OpSpec, ...] = (
         float_only_error("linear", (3, 4), (5, 4)),
         mixed_dtype_error("linear", (3, 4), (5, 4)))),
 
+    OpSpec("affine", lambda x, w, b: jnp.matmul(x, w.T) + b, (
+        S((3, 4), (5, 4), (5,)), S((2, 3, 4), (5, 4), (5,)), S((4,), (5, 4), (5,)), S((1, 1), (1, 1), (1,)),
+        S((0, 4), (3, 4), (3,)), S((3, 0), (2, 0), (2,)), S((2, 1, 3), (4, 3), (4,)),
+    ), FLOATS, grad=(0, 1, 2), errors=(
+        E((3, 4), (5, 6), (5,), match="affine: got x shape (3, 4) and weight shape (5, 6); expected x.shape[-1] "
+                                      "(4) to equal weight.shape[1] (6)"),
+        E((3, 4), (4,), (4,), match="affine: got x shape (3, 4) and weight shape (4,); expected x of rank >= 1 "
+                                    "and a weight [out, in]"),
+        E((3, 4), (5, 4), (4,), match="affine: got bias shape (4,) for weight shape (5, 4); expected a bias "
+                                      "[out] = (5,)"),
+        E((3, 4), (5, 4), (1, 5), match="affine: got bias shape (1, 5) for weight shape (5, 4)"),
+        float_only_error("affine", (3, 4), (5, 4), (5,)),
+        E((3, 4), (5, 4), (5,), dtypes=("float32", "float32", "float64"), error="DTypeError",
+          match="affine: got dtypes float32, float32, float64; expected all inputs to have the same dtype"))),
+
     # convolution and pooling (conv2d, max_pool2d, avg_pool2d): their rows are in spec_nn.py
 
     # loss: mean softmax cross-entropy of logits [B, C] and int targets [B]

@@ -43,8 +43,8 @@ class Linear(Module):
     ``x`` is [..., in]. The weight starts from ``weight_init`` (Xavier uniform by default, from
     ``key=``, ``seed=``, or the process default generator: ``jtape.random``), the bias at zeros.
     ``backend`` defaults to ``jtape.default_backend()`` (PyTorch's order: ``Linear(64, 32)``;
-    ``Linear(64, 32, backend)`` works too). On the tape: LinearOp (one dot, no transposed copy of
-    the weight), AddOp (the bias gradient is the batch sum, by AddOp's unbroadcast).
+    ``Linear(64, 32, backend)`` works too). On the tape: one AffineOp (one dot, no transposed copy
+    of the weight, and the bias, whose gradient is the batch sum) — LinearOp without a bias.
     """
 
     def __init__(self, in_features: int, out_features: int, backend: Any = None, *, bias: bool = True,
@@ -56,8 +56,7 @@ class Linear(Module):
         self.bias = Parameter(init.zeros((out_features,), backend, dtype=dtype)) if bias else None
 
     def forward(self, x: Tensor) -> Tensor:
-        y = x.linear(self.weight)              # one dot: x @ Wᵀ without a transposed copy of W
-        return y if self.bias is None else y + self.bias
+        return x.linear(self.weight, self.bias)     # one op: x @ Wᵀ (+ b), no transposed copy of W
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

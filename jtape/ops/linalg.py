@@ -103,6 +103,49 @@ class LinearOp(Operation):
         return [(rows_g @ w).reshape(x.shape), swap_last(rows_g) @ rows_x]
 
 
+def _affine_jax(x, weight, bias):
+    wide = jnp.float32 if x.dtype in HALF else None
+    out = jax.lax.dot_general(x, weight, (((x.ndim - 1,), (1,)), ((), ())), preferred_element_type=wide)
+    return (out + bias.astype(out.dtype)).astype(x.dtype)
+
+
+@op(jax=_affine_jax, numpy=in_float32(lambda x, weight, bias: np.matmul(x, weight.T) + bias))
+def affine(x: Tensor, weight: Tensor, bias: Tensor):
+    """``x @ weightᵀ + bias`` for a weight ``[out, in]`` and a bias ``[out]``: ``nn.Linear``'s
+    forward as one op (``x.linear(weight, bias)``; PyTorch's ``F.linear``). No transpose is
+    materialised; half dtypes accumulate the dot and add the bias in float32."""
+    dtype = need_float("affine", same_dtype("affine", x.dtype, weight.dtype, bias.dtype))
+    sx, sw, sb = tuple(x.shape), tuple(weight.shape), tuple(bias.shape)
+    if len(sx) < 1 or len(sw) != 2:
+        raise ShapeError(f"affine: got x shape {sx} and weight shape {sw}; expected x of rank >= 1 and a weight "
+                         f"[out, in]")
+    if sx[-1] != sw[1]:
+        raise ShapeError(f"affine: got x shape {sx} and weight shape {sw}; expected x.shape[-1] ({sx[-1]}) to equal "
+                         f"weight.shape[1] ({sw[1]})")
+    if sb != (sw[0],):
+        raise ShapeError(f"affine: got bias shape {sb} for weight shape {sw}; expected a bias [out] = ({sw[0]},)")
+    return sx[:-1] + (sw[0],), dtype
+
+
+@affine.rule
+class AffineOp(Operation):
+    """out = x @ Wᵀ + b:  out[..., o] = Σ_i x[..., i] · W[o, i] + b[o]  (W [out, in], b [out]).
+
+    Derivation: the dot is LinearOp's, so grad_x = g @ W and grad_W = gᵀ @ x (rows flattened);
+    ∂out[..., o]/∂b[o] = 1 at every row, so grad_b[o] = Σ_{all rows r} g[r, o] — the bias was
+    broadcast over the rows, and the adjoint of that copy is the sum.
+    Saves: x, W (b's gradient needs only g).
+    """
+
+    __slots__ = ()
+    fuse = True
+
+    def vjp(self, g, out, x, w, b):
+        rows = math.prod(x.shape[:-1])             # explicit: reshape(-1, 0) is ambiguous when in = 0
+        rows_g, rows_x = g.reshape(rows, w.shape[0]), x.reshape(rows, w.shape[1])
+        return [(rows_g @ w).reshape(x.shape), swap_last(rows_g) @ rows_x, rows_g.sum(0)]
+
+
 # -- einsum --------------------------------------------------------------------------------------
 _LETTERS = string.ascii_letters
 

@@ -1,6 +1,7 @@
 """Hand-written ``Tensor`` methods for reductions and shapes whose Tensor spelling differs from the
 backend op (the ``TensorMethods`` mixin): PyTorch-style ``dim=None | int | tuple, keepdim=False``
-reductions, ``max``/``min`` with ``(values, indices)``, ``stack`` and ``view``. Every other op is
+reductions, ``max``/``min`` with ``(values, indices)``, ``linear`` with an optional bias, ``stack``
+and ``view``. Every other op is
 a generated method (``tensor.install_op_method``): ``t.permute(1, 0)``, ``t.repeat(2, 1)``,
 ``t.flatten(1)``, ``t.split([2, 3], 1)``, ...
 
@@ -98,6 +99,16 @@ class TensorMethods:
                              f"give the values only)")
         where = indices(dim)
         return MinMax(values(dim, keepdim), where.unsqueeze(dim) if keepdim else where)
+
+    # -- linear algebra -----------------------------------------------------------------------------
+    def linear(self, weight: Any, bias: Any = None) -> Tensor:
+        """``self @ weightᵀ`` for a weight ``[out, in]``, plus ``bias`` ``[out]`` when given
+        (PyTorch's ``F.linear``): the ``linear`` op, or ``affine`` with a bias — one op either way,
+        with no transposed copy of the weight."""
+        w = self._lift(weight, "linear")
+        if bias is None:
+            return self._new(self.backend.linear(self._raw, w))
+        return self._new(self.backend.affine(self._raw, w, self._lift(bias, "affine")))
 
     # -- shapes -------------------------------------------------------------------------------------
     def stack(self, others: Sequence[Tensor], dim: int = 0) -> Tensor:

@@ -50,6 +50,24 @@ def test_linear_without_bias(backend):
     check_against_jax(backend, layer, lambda p, x: x @ p["weight"].T, rand(4, 3))
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_records_one_op(backend, bias):
+    """nn.Linear is one op on the tape — AffineOp with a bias, LinearOp without — as is
+    ``x.linear(W, b)`` (PyTorch's F.linear), which equals ``x.linear(W) + b``."""
+    layer = nn.Linear(3, 2, backend, bias=bias, seed=0, dtype="float64")
+    x = tensor.from_numpy(rand(4, 3), backend, "float64")
+    backend.tape().clear()
+    y = layer(x)
+    assert [type(op).__name__ for op in backend.tape().operations()] == ["AffineOp" if bias else "LinearOp"]
+    if bias:
+        layer.bias.assign(backend.from_numpy(rand(2, seed=1), "float64"))
+        np.testing.assert_allclose(x.linear(layer.weight, layer.bias).numpy(),
+                                   (x.linear(layer.weight) + layer.bias).numpy(), rtol=1e-12)
+        np.testing.assert_allclose(x.linear(weight=layer.weight, bias=layer.bias).numpy(), layer(x).numpy())
+    backend.tape().clear()
+    del y
+
+
 def conv_reference(stride, padding):
     def f(p, x):
         out = lax.conv_general_dilated(x, p["weight"], stride, [(padding[0],) * 2, (padding[1],) * 2],

@@ -160,7 +160,7 @@ def test_inference_on_a_plain_backend(inner):
 def test_forward_records_only_ordinary_ops(backend):
     model = nn.Sequential(nn.Linear(3, 2, backend, seed=0), nn.ReLU())
     model(tensor.ones((4, 3), backend))
-    assert [op.name for op in backend.tape().operations()] == ["Linear", "Add", "ReLU"]      # Linear: one dot, x @ Wᵀ
+    assert [op.name for op in backend.tape().operations()] == ["Affine", "ReLU"]      # Linear: one op, x @ Wᵀ + b
     backend.tape().clear()
     with autodiff.no_grad():
         model(tensor.ones((4, 3), backend))
