@@ -2,7 +2,8 @@
 reference workloads of PERFORMANCE.md, plus per-op recording overhead and backward scaling.
 
 Only ratios measured in one process mean anything on a shared machine: variants run
-interleaved (one sample of each in turn), warm-up excluded, and the ratios are printed last.
+interleaved (one sample of each in turn, in a shuffled order each round, each after an untimed
+step of its own), warm-up excluded, and the ratios are printed last.
 
     python benchmarks/bench.py                          # everything, CPU
     python benchmarks/bench.py --workloads MLP chain --repeats 20 --json out.json --markdown out.md
@@ -27,6 +28,7 @@ import argparse
 import gc
 import json
 import platform
+import random
 import sys
 import threading
 import time
@@ -40,6 +42,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workloads import WORKLOADS, build
+
+from jtape.tensor.dtype import DataType
 
 BASE = "jax.jit(value_and_grad)"
 
@@ -94,7 +98,7 @@ def _programs_peak(deferred: Any) -> float | None:
         if key.spec[0] == "update":
             continue
         compiled = entry[0]
-        args = [jax.ShapeDtypeStruct(tuple(shape), dtype.jax) for shape, dtype, _ in key.spec[1]]
+        args = [jax.ShapeDtypeStruct(tuple(shape), DataType(dtype).jax) for shape, dtype, _ in key.spec[1]]
         peaks.append(_compiled_peak(lambda compiled=compiled, args=args: compiled.lower(args)))
     peaks = [p for p in peaks if p is not None]
     return max(peaks) if peaks else None
@@ -132,10 +136,19 @@ def run_workload(name: str, device: str, repeats: int, torch: bool, only: list[s
             entry["peak_mb"] = None
         entry["samples"] = []
         result["variants"][vname] = entry
-    for _ in range(repeats):                            # interleaved: one sample of each in turn
-        for vname, fn in variants.items():
+    # Interleaved: one sample of each in turn, in a new random order each round. What ran just before
+    # a variant changes its time — torch's OpenMP threads keep spinning after its step and slow
+    # whatever runs next on a 2-core machine, by up to 30 % — so each sample starts with one
+    # untimed step of its own (its steady state, as in a process of its own), and no variant
+    # always follows the same one.
+    order = list(variants.items())
+    rng = random.Random(0)
+    for _ in range(repeats):
+        rng.shuffle(order)
+        for vname, fn in order:
             entry = result["variants"][vname]
             k = entry["calls_per_sample"]
+            fn()
             start = time.perf_counter()
             for _ in range(k):
                 fn()
