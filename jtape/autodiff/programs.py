@@ -112,8 +112,8 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> De
     pending op's scalars (mul_scalar's value, a learning rate in a hand-written update) are
     arguments too, not part of the structure — ``TRACED`` in their place — unless its rule reads
     them as Python numbers (``Operation.concrete``). Dtypes are named by their value: a string
-    hashes in C. The spec's last part, which results the program returns, is left for ``_run`` to
-    fill in (``returned``): it counts references, which describing must not hold."""
+    hashes in C. The spec's last part, which results the program returns, is left for
+    ``Deferred._run`` to add: it counts references, which describing must not hold."""
     refs: dict[int, int] = {}
     get = refs.get
     args: list[RawTensor] = []
@@ -129,22 +129,8 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> De
 
     node_specs = []
     for i, node in enumerate(nodes):
-        ins = []
-        for x in node.inputs:
-            if x.__class__ is tuple:
-                seq = tuple([ref(t) for t in x])
-                for r in seq:
-                    if r >= 0:
-                        inner[r] += 1
-                ins.append(seq)
-            else:
-                r = get(id(x))
-                if r is None:
-                    r = refs[id(x)] = ~len(args)
-                    args.append(x)
-                elif r >= 0:
-                    inner[r] += 1
-                ins.append(r)
+        ins = [tuple([ref(t) for t in x]) if x.__class__ is tuple else ref(x) for x in node.inputs]
+        _tally(inner, ins)
         statics, traced = node.statics, node.op.traced
         if not statics:
             items = ()
@@ -175,21 +161,25 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> De
                 uses[r] += 1
                 if recorded_from(op, nodes[r]):
                     op_specs.append(r)      # the op recorded with pending op r: its inputs and statics
-                    for x in node_specs[r][2]:
-                        for j in (x if x.__class__ is tuple else (x,)):
-                            if j >= 0:
-                                uses[j] += 1
+                    _tally(uses, node_specs[r][2])
                     continue
             ins = tuple([ref(x) for x in op._inputs])
-            for j in ins:
-                if j >= 0:
-                    uses[j] += 1
+            _tally(uses, ins)
             op_specs.append((type(op), tuple(op.statics().items()), ins, r))
         seed_specs = tuple([(ref(out), None if seed is None else ref(seed)) for out, seed in seeds.items()])
         keep = sorted(set(keep_in), key=ref)             # a canonical order: the same step, the same key
         walk_spec = (tuple(op_specs), seed_specs, tuple([get(id(x)) for x in keep]))
     arg_meta = tuple([(a.shape, a.dtype.value, a.requires_grad) for a in args])
     return Described((tuple(node_specs), arg_meta, walk_spec), args, scalars, keep, inner, uses)
+
+
+def _tally(counts: list[int], refs: Any) -> None:
+    """Count one reference to pending op i's result for each ref i >= 0 in ``refs`` (an op's
+    input refs; a sequence parameter's is a tuple of them)."""
+    for x in refs:
+        for r in (x if x.__class__ is tuple else (x,)):
+            if r >= 0:
+                counts[r] += 1
 
 
 def outside(outs: list[RawTensor], inner: list[int]) -> list[int]:

@@ -62,10 +62,34 @@ class MatMulOp(Operation):
         return [unbroadcast(g @ swap_last(b), a.shape), unbroadcast(swap_last(a) @ g, b.shape)]
 
 
-def _linear_jax(x, weight):
+def _dot_t(x, weight):
+    """x @ weightᵀ as one dot over x's last dim and the weight's second (no transposed copy), in
+    float32 for half dtypes: the caller casts back (after adding a bias, for ``affine``)."""
     wide = jnp.float32 if x.dtype in HALF else None
-    out = jax.lax.dot_general(x, weight, (((x.ndim - 1,), (1,)), ((), ())), preferred_element_type=wide)
-    return out.astype(x.dtype)
+    return jax.lax.dot_general(x, weight, (((x.ndim - 1,), (1,)), ((), ())), preferred_element_type=wide)
+
+
+def _linear_jax(x, weight):
+    return _dot_t(x, weight).astype(x.dtype)
+
+
+def _dot_t_shape(name: str, x: Any, weight: Any) -> tuple:
+    """The shape of x @ weightᵀ for a weight [out, in] and x [..., in] (``linear``, ``affine``)."""
+    sx, sw = tuple(x.shape), tuple(weight.shape)
+    if len(sx) < 1 or len(sw) != 2:
+        raise ShapeError(f"{name}: got x shape {sx} and weight shape {sw}; expected x of rank >= 1 and a weight "
+                         f"[out, in]")
+    if sx[-1] != sw[1]:
+        raise ShapeError(f"{name}: got x shape {sx} and weight shape {sw}; expected x.shape[-1] ({sx[-1]}) to equal "
+                         f"weight.shape[1] ({sw[1]})")
+    return sx[:-1] + (sw[0],)
+
+
+def _dot_t_grads(g: Any, x: Any, w: Any) -> tuple:
+    """LinearOp's rule: (grad_x, grad_W, g with its rows flattened) for out = x @ Wᵀ."""
+    rows = math.prod(x.shape[:-1])             # explicit: reshape(-1, 0) is ambiguous when in = 0
+    rows_g, rows_x = g.reshape(rows, w.shape[0]), x.reshape(rows, w.shape[1])
+    return (rows_g @ w).reshape(x.shape), swap_last(rows_g) @ rows_x, rows_g
 
 
 @op(jax=_linear_jax, numpy=in_float32(lambda x, weight: np.matmul(x, weight.T)))
@@ -73,14 +97,7 @@ def linear(x: Tensor, weight: Tensor):
     """``x @ weightᵀ`` for a weight ``[out, in]`` (a layer's weight as stored), with no transpose
     materialised: one dot over x's last dim and the weight's second; x is ``[..., in]``."""
     dtype = need_float("linear", same_dtype("linear", x.dtype, weight.dtype))
-    sx, sw = tuple(x.shape), tuple(weight.shape)
-    if len(sx) < 1 or len(sw) != 2:
-        raise ShapeError(f"linear: got x shape {sx} and weight shape {sw}; expected x of rank >= 1 and a weight "
-                         f"[out, in]")
-    if sx[-1] != sw[1]:
-        raise ShapeError(f"linear: got x shape {sx} and weight shape {sw}; expected x.shape[-1] ({sx[-1]}) to equal "
-                         f"weight.shape[1] ({sw[1]})")
-    return sx[:-1] + (sw[0],), dtype
+    return _dot_t_shape("linear", x, weight), dtype
 
 
 @linear.rule
@@ -98,14 +115,12 @@ class LinearOp(Operation):
     fuse = True
 
     def vjp(self, g, out, x, w):
-        rows = math.prod(x.shape[:-1])             # explicit: reshape(-1, 0) is ambiguous when in = 0
-        rows_g, rows_x = g.reshape(rows, w.shape[0]), x.reshape(rows, w.shape[1])
-        return [(rows_g @ w).reshape(x.shape), swap_last(rows_g) @ rows_x]
+        grad_x, grad_w, _ = _dot_t_grads(g, x, w)
+        return [grad_x, grad_w]
 
 
 def _affine_jax(x, weight, bias):
-    wide = jnp.float32 if x.dtype in HALF else None
-    out = jax.lax.dot_general(x, weight, (((x.ndim - 1,), (1,)), ((), ())), preferred_element_type=wide)
+    out = _dot_t(x, weight)
     return (out + bias.astype(out.dtype)).astype(x.dtype)
 
 
@@ -115,16 +130,11 @@ def affine(x: Tensor, weight: Tensor, bias: Tensor):
     forward as one op (``x.linear(weight, bias)``; PyTorch's ``F.linear``). No transpose is
     materialised; half dtypes accumulate the dot and add the bias in float32."""
     dtype = need_float("affine", same_dtype("affine", x.dtype, weight.dtype, bias.dtype))
-    sx, sw, sb = tuple(x.shape), tuple(weight.shape), tuple(bias.shape)
-    if len(sx) < 1 or len(sw) != 2:
-        raise ShapeError(f"affine: got x shape {sx} and weight shape {sw}; expected x of rank >= 1 and a weight "
-                         f"[out, in]")
-    if sx[-1] != sw[1]:
-        raise ShapeError(f"affine: got x shape {sx} and weight shape {sw}; expected x.shape[-1] ({sx[-1]}) to equal "
-                         f"weight.shape[1] ({sw[1]})")
+    shape = _dot_t_shape("affine", x, weight)
+    sw, sb = tuple(weight.shape), tuple(bias.shape)
     if sb != (sw[0],):
         raise ShapeError(f"affine: got bias shape {sb} for weight shape {sw}; expected a bias [out] = ({sw[0]},)")
-    return sx[:-1] + (sw[0],), dtype
+    return shape, dtype
 
 
 @affine.rule
@@ -141,9 +151,8 @@ class AffineOp(Operation):
     fuse = True
 
     def vjp(self, g, out, x, w, b):
-        rows = math.prod(x.shape[:-1])             # explicit: reshape(-1, 0) is ambiguous when in = 0
-        rows_g, rows_x = g.reshape(rows, w.shape[0]), x.reshape(rows, w.shape[1])
-        return [(rows_g @ w).reshape(x.shape), swap_last(rows_g) @ rows_x, rows_g.sum(0)]
+        grad_x, grad_w, rows_g = _dot_t_grads(g, x, w)
+        return [grad_x, grad_w, rows_g.sum(0)]
 
 
 # -- einsum --------------------------------------------------------------------------------------
