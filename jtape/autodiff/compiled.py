@@ -31,7 +31,9 @@ from ..distributed.sharding import Placement, ShardRule
 from ..tensor.errors import BackendError
 from ..tensor.operators import STEP_INPUTS
 from ..tensor.raw import RawTensor
+from ..tensor.raw import _flatten as _flatten_raw, _unflatten as _unflatten_raw
 from ..tensor.tensor import Tensor
+from ..tensor.tensor import _flatten as _flatten_tensor, _unflatten as _unflatten_tensor
 from .backend import plain
 from .binding import Binding
 from .tape import GradientTape
@@ -74,9 +76,9 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
     binding = Binding(state)
     place = None if mesh is None else Placement(mesh, data_axis, batch_argnums, shard_params, binding)
     backends = {id(t.backend): t.backend for t in binding.params + binding.buffers}
-    # Per program — mode and argument signature (``_signature``): what its trace learnt (step deltas,
-    # index checks) and the checks of the step's own inputs. Keyed like the programs: a retrace for
-    # new shapes has its own checks, with its own bounds.
+    # Per program — its _Plan, or with a mesh its mode and argument signature (``_examine``): what its
+    # trace learnt (step deltas, index checks) and the checks of the step's own inputs. Keyed like the
+    # programs: a retrace for new shapes has its own checks, with its own bounds.
     traced: dict[tuple, dict[str, Any]] = {}
     input_checks: dict[tuple, list] = {}
 
@@ -129,6 +131,44 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
     # the arguments' signature: a program's checks are looked up by the key it was traced for)
     compiled = jax.jit(pure, static_argnums=0)
 
+    def flat(plan: _Plan, state: tuple, grads: list, leaves: list) -> tuple:
+        """``pure`` on arrays alone (a call without a mesh): the Tensors and RawTensors of the
+        arguments, the parameters, buffers and gradients are made again around the traced arrays
+        from ``plan``, and the results stripped down to arrays, what they were noted in ``plan`` —
+        so a call passes jax plain lists of arrays, with no pytree callback into Python per tensor."""
+        raws, states, buffers, keys = state
+        arrays = (_dress_all(plan.params, raws), states, _dress_all(plan.buffers, buffers), keys)
+        args, kwargs = jax.tree_util.tree_unflatten(plan.tree, _dress_all(plan.args, leaves))
+        out, (new, new_grads), ranges = pure(plan, arrays, _dress_all(plan.grads, grads), args, kwargs)
+        out_leaves, plan.out_tree = jax.tree_util.tree_flatten(out, is_leaf=_is_tensor_or_raw)
+        out_arrays, plan.out = _strip_all(out_leaves)
+        raws, states, buffers, keys = new
+        raws, plan.new_params = _strip_all(raws)
+        buffers, plan.new_buffers = _strip_all(buffers)
+        new_grads, plan.new_grads = _strip_all(new_grads)
+        return out_arrays, ((raws, states, buffers, keys), new_grads), ranges
+
+    compiled_flat = jax.jit(flat, static_argnums=0)
+    plans: dict[tuple, _Plan] = {}
+
+    def plan_of(mode: tuple, signature: tuple, state: tuple, grads: list) -> tuple:
+        """The program for this call, and its state as arrays: ``_Plan`` keyed by the mode, the
+        arguments' signature and the state's tensors' pytree data (the parameters', buffers' and
+        gradients' shapes, dtypes, devices, requires_grad — what a retrace of the pytrees keyed on)."""
+        raws, states, buffers, keys = state
+        raws, param_meta = _strip_all(raws)
+        buffers, buffer_meta = _strip_all(buffers)
+        grads, grad_meta = _strip_all(grads)
+        key = (mode, signature, param_meta, buffer_meta, grad_meta)
+        last_key, plan = last
+        if key != last_key:    # (the same step again: equal, mostly the very same objects — no hashing)
+            plan = plans.get(key)
+            if plan is None:
+                plan = plans[key] = _Plan(signature, param_meta, buffer_meta, grad_meta)
+            last[:] = key, plan
+        return plan, (raws, states, buffers, keys), grads
+
+    last: list = [None, None]    # the last call's plan, and its key
     installed: list = [None]     # the state arrays the last call installed (all committed: program outputs)
 
     @functools.wraps(fn)
@@ -150,32 +190,44 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
                 b.flush()
         if place is None:
             binding.place_keys()     # a key a mesh step left replicated comes to the parameters' device
-        signature, given = _examine(leaves, tree)
-        key = (binding.mode(), signature)
+        signature, given, leaf_arrays = _examine(leaves, tree)
+        if place is None:      # the program's static argument: a _Plan, hashed and compared by identity
+            key, state, grads = plan_of(binding.mode(), signature, binding.arrays(), binding.grads())
+        else:
+            key = (binding.mode(), signature)
         before = input_checks.get(key)     # None: this call traces (its checks are verified after)
         if before:
             _verify_inputs(before, given)
-        step = functools.partial(compiled, key)
-        state = binding.arrays()
-        if place is None and not _same(state, installed[0]):
-            state = _committed(state)
-        inputs = (state, binding.grads(), args, kwargs)
-        out, (arrays, grads), ranges = step(*inputs) if place is None else place.run(step, inputs)
+        if place is None:
+            if not _same(state, installed[0]):
+                state = _committed(state)
+            out, (arrays, grads), ranges = compiled_flat(key, state, grads, leaf_arrays)
+            out = jax.tree_util.tree_unflatten(key.out_tree, _dress_all(key.out, out))
+            installed[0] = arrays      # what binding.arrays() reads after the install below, as arrays
+            raws, states, buffers, keys = arrays
+            arrays = (_dress_all(key.new_params, raws), states, _dress_all(key.new_buffers, buffers), keys)
+            grads = _dress_all(key.new_grads, grads)
+        else:
+            inputs = (binding.arrays(), binding.grads(), args, kwargs)
+            out, (arrays, grads), ranges = place.run(functools.partial(compiled, key), inputs)
         step_counts = traced.get(key, {})
         for check, (low, high) in zip(step_counts.get("checks", []), ranges):
             check.verify(int(low), int(high))  # an out-of-range index raises, as in eager mode
         if before is None and input_checks.get(key):            # traced just now
             _verify_inputs(input_checks[key], given)
         binding.install(arrays, grads)
-        installed[0] = binding.arrays()
         for o, d in zip(binding.optimizers, step_counts.get("delta", [0] * len(binding.optimizers))):
             o.steps += d
         return out
 
     def lower(*args: Any, **kwargs: Any) -> Any:
+        leaves, tree = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_tensor_or_raw)
+        signature, _given, leaf_arrays = _examine(leaves, tree)
+        if place is None:
+            plan, state, grads = plan_of(binding.mode(), signature, binding.arrays(), binding.grads())
+            return compiled_flat.lower(plan, state, grads, leaf_arrays)
         inputs = (binding.arrays(), binding.grads(), args, kwargs)
-        key = (binding.mode(), _signature(args, kwargs))
-        return compiled.lower(key, *(inputs if place is None else place(*inputs)))
+        return compiled.lower((binding.mode(), signature), *place(*inputs))
 
     run.lower = lower  # type: ignore[attr-defined]
     return run
@@ -198,32 +250,68 @@ def _is_tensor_or_raw(x: Any) -> bool:
     return isinstance(x, (Tensor, RawTensor))
 
 
-def _signature(args: tuple, kwargs: dict) -> tuple:
-    """What jax traces a call for: the arguments' tree structure, shapes and dtypes (the same for the
-    tracers inside the trace and the arrays of the call)."""
-    leaves, tree = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_tensor_or_raw)
-    return _examine(leaves, tree)[0]
-
-
 def _examine(leaves: list, tree: Any) -> tuple:
     """From the arguments flattened down to Tensors and RawTensors: the call's signature — what jax
-    traces it for: the tree structure, each Tensor's and RawTensor's pytree data (class, backend,
-    shape, dtype, device, requires_grad), each array's shape and dtype; as fine as flattening the
-    Tensors too — and ``_input_arrays``'s (array, index checker) list."""
-    sig, given = [], []
+    traces it for: the tree structure and, per leaf, a Tensor's and a RawTensor's pytree data (class
+    and backend; shape, dtype, device, requires_grad: ``_strip``'s meta) and each array's shape and
+    dtype, as fine as flattening the Tensors too — then ``_input_arrays``'s (array, index checker)
+    list, and every leaf's array (a Tensor's data, anything else as it is)."""
+    sig, given, arrays = [], [], []
     for leaf in leaves:
-        if isinstance(leaf, Tensor):
-            raw, head, checker = leaf.raw(), (leaf.__class__, leaf.backend), plain(leaf.backend)
-        elif isinstance(leaf, RawTensor):
-            raw, head, checker = leaf, (RawTensor,), None
-        else:
-            sig.append((getattr(leaf, "shape", None), getattr(leaf, "dtype", type(leaf))))
-            continue
-        data = raw.value()
-        sig.append(head + (raw.shape, raw.dtype, raw.device, raw.requires_grad,
-                           getattr(data, "shape", None), getattr(data, "dtype", type(data))))
-        given.append((data, checker if hasattr(checker, "index_range") else None))
-    return (tree, tuple(sig)), given
+        data, meta = _strip(leaf)
+        arrays.append(data)
+        sig.append((meta, getattr(data, "shape", None), getattr(data, "dtype", type(data))))
+        if meta is not None:
+            checker = None if meta[0] is None else plain(leaf.backend)
+            given.append((data, checker if hasattr(checker, "index_range") else None))
+    return (tree, tuple(sig)), given, arrays
+
+
+def _strip(x: Any) -> tuple[Any, Any]:
+    """A Tensor or RawTensor as (its array, its meta: the pytree data that ``_dress`` makes it again
+    from — the Tensor's and the RawTensor's, as they flatten for jax); anything else (an array,
+    None) as (itself, None)."""
+    if isinstance(x, Tensor):
+        (raw,), head = _flatten_tensor(x)
+        (data,), aux = _flatten_raw(raw)
+        return data, (head, aux)
+    if isinstance(x, RawTensor):
+        (data,), aux = _flatten_raw(x)
+        return data, (None, aux)
+    return x, None
+
+
+def _dress(meta: Any, data: Any) -> Any:
+    """What ``_strip`` took apart, made again around ``data`` (an array, or a tracer in a trace)."""
+    if meta is None:
+        return data
+    head, aux = meta
+    raw = _unflatten_raw(aux, (data,))
+    return raw if head is None else _unflatten_tensor(head, (raw,))
+
+
+def _strip_all(items: Any) -> tuple[list, tuple]:
+    pairs = [_strip(x) for x in items]
+    return [data for data, _ in pairs], tuple([meta for _, meta in pairs])
+
+
+def _dress_all(metas: tuple, arrays: list) -> list:
+    return [_dress(meta, data) for meta, data in zip(metas, arrays)]
+
+
+class _Plan:
+    """One program of a ``jtape.jit`` step without a mesh — per mode, argument signature and the
+    state's pytree data (``plan_of``) — and jax.jit's static argument for it: hashed and compared by
+    identity, so a call hashes no structure twice. It holds what makes the arguments and the state
+    again around the program's arrays, and what its trace noted to make the results again."""
+
+    __slots__ = ("tree", "args", "params", "buffers", "grads", "out_tree", "out", "new_params", "new_buffers",
+                 "new_grads", "__weakref__")
+
+    def __init__(self, signature: tuple, params: tuple, buffers: tuple, grads: tuple):
+        self.tree, self.args = signature[0], tuple([meta for meta, _, _ in signature[1]])
+        self.params, self.buffers, self.grads = params, buffers, grads
+        self.out_tree = self.out = self.new_params = self.new_buffers = self.new_grads = None
 
 
 def _same(state: tuple, installed: tuple | None) -> bool:

@@ -31,6 +31,12 @@ def _compiled_adam_step():
     return backend, model, opt, step, x
 
 
+def _step_compiles(caplog) -> list:
+    """The compiles of a jtape.jit step's program (``flat``; ``pure`` on a mesh) that jax logged."""
+    return [r for r in caplog.records if "Compiling" in r.getMessage()
+            and ("jit(flat)" in r.getMessage() or "jit(pure)" in r.getMessage())]
+
+
 def test_a_compiled_step_compiles_once(caplog):
     backend, model, opt, step, x = _compiled_adam_step()
     jax.config.update("jax_log_compiles", True)
@@ -40,7 +46,7 @@ def test_a_compiled_step_compiles_once(caplog):
                 step(x)
     finally:
         jax.config.update("jax_log_compiles", False)
-    compiles = [r for r in caplog.records if "Compiling" in r.getMessage() and "pure" in r.getMessage()]
+    compiles = _step_compiles(caplog)
     assert len(compiles) == 1, [r.getMessage()[:120] for r in compiles]
     assert opt.steps == 4
 
@@ -64,7 +70,7 @@ def test_state_replaced_between_calls_is_taken_and_compiles_nothing_new(caplog):
             step(x)
     finally:
         jax.config.update("jax_log_compiles", False)
-    compiles = [r for r in caplog.records if "Compiling" in r.getMessage() and "pure" in r.getMessage()]
+    compiles = _step_compiles(caplog)
     assert len(compiles) == 1, [r.getMessage()[:120] for r in compiles]
     # the replaced values were used: the loss of the model with w = 0.5 everywhere
     h = np.maximum(np.ones((2, 4), np.float32) @ np.full((4, 8), 0.5, np.float32) + b1, 0)

@@ -117,3 +117,47 @@ def test_an_out_of_range_index_raises_in_a_compiled_step_as_in_eager():
         eager(x, bad)
     with pytest.raises(jtape.tensor.ShapeError, match=message):
         compiled(x, bad)
+
+
+# -- a call passes its program arrays only: what made the pytrees must still pick the program ----
+def test_freezing_a_parameter_between_calls_is_a_new_program_equal_to_eager():
+    """A parameter's requires_grad is not an array: a call keys its program on it (with the
+    parameters' shapes and dtypes), so freezing one between calls runs a program that leaves it
+    alone — the same parameters as the eager steps, never the first program's update."""
+    backend = autodiff.new(JaxBackend("cpu"))
+    m1, o1 = _model(backend, lr=0.1)
+    m2, o2 = _model(backend, lr=0.1)
+    eager, compiled = cross_entropy_step(m1, o1), jtape.jit(cross_entropy_step(m2, o2), state=[m2, o2])
+    for i, frozen in enumerate([False, True, True, False, True]):
+        for m in (m1, m2):
+            m.parameters()[0].requires_grad_(not frozen)
+        x, y = _data(backend, seed=i)
+        le = eager(x, y).item()
+        np.testing.assert_allclose(compiled(x, y).item(), le, rtol=1e-6)
+        for (name, p), (_, q) in zip(m1.named_parameters(), m2.named_parameters()):
+            np.testing.assert_allclose(q.numpy(), p.numpy(), rtol=1e-6, atol=1e-6, err_msg=f"call {i}: {name}")
+
+
+def test_alternating_shapes_and_result_kinds_come_back_as_the_eager_function_returns_them():
+    """Results are made again around the program's arrays from what each program's trace noted: with
+    calls alternating between two argument shapes (two programs), each returns its own shapes — and a
+    Tensor stays a Tensor (a Parameter a Parameter), a RawTensor a RawTensor, an array an array."""
+    backend = autodiff.new(JaxBackend("cpu"))
+    w = nn.Parameter(backend.from_numpy(np.ones((3,), np.float32)), backend)
+
+    @jtape.jit(state=[w])
+    def f(x, raw):
+        y = x * 2.0
+        return {"t": y, "raw": y.raw(), "w": w, "n": (y.sum(), jax.numpy.float32(1.5)), "sum": raw}
+
+    for n in (4, 2, 4, 2):
+        x = tensor.from_numpy(np.arange(n * 3, dtype=np.float32).reshape(n, 3), backend)
+        raw = backend.from_numpy(np.ones((n,), np.float32))
+        out = f(x, raw)
+        assert type(out["t"]) is tensor.Tensor and out["t"].shape == (n, 3)
+        np.testing.assert_array_equal(out["t"].numpy(), x.numpy() * 2)
+        assert type(out["raw"]) is tensor.RawTensor and out["raw"].shape == (n, 3)
+        assert type(out["w"]) is nn.Parameter and out["w"].backend is backend
+        assert isinstance(out["n"][1], jax.Array) and float(out["n"][1]) == 1.5
+        assert type(out["sum"]) is tensor.RawTensor and out["sum"].shape == (n,)
+        assert out["t"].requires_grad == x.requires_grad
