@@ -112,8 +112,9 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> De
     pending op's scalars (mul_scalar's value, a learning rate in a hand-written update) are
     arguments too, not part of the structure — ``TRACED`` in their place — unless its rule reads
     them as Python numbers (``Operation.concrete``). Dtypes are named by their value: a string
-    hashes in C. The spec's last part, which results the program returns, is left for
-    ``Deferred._run`` to add: it counts references, which describing must not hold."""
+    hashes in C (``DataType.code``, a plain attribute, not the Enum's ``value`` descriptor). The
+    spec's last part, which results the program returns, is left for ``Deferred._run`` to add: it
+    counts references, which describing must not hold."""
     refs: dict[int, int] = {}
     get = refs.get
     args: list[RawTensor] = []
@@ -145,7 +146,7 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> De
                 items.append((name, value))
             items = tuple(items)
         out = outs[i]
-        node_specs.append((node.op.name, items, tuple(ins), node.shape, node.dtype.value, out.requires_grad,
+        node_specs.append((node.op.name, items, tuple(ins), node.shape, node.dtype.code, out.requires_grad,
                            node.checked))
         refs[id(out)] = i
     walk_spec, keep = None, []
@@ -169,7 +170,7 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> De
         seed_specs = tuple([(ref(out), None if seed is None else ref(seed)) for out, seed in seeds.items()])
         keep = sorted(set(keep_in), key=ref)             # a canonical order: the same step, the same key
         walk_spec = (tuple(op_specs), seed_specs, tuple([get(id(x)) for x in keep]))
-    arg_meta = tuple([(a.shape, a.dtype.value, a.requires_grad) for a in args])
+    arg_meta = tuple([(a.shape, a.dtype.code, a.requires_grad) for a in args])
     return Described((tuple(node_specs), arg_meta, walk_spec), args, scalars, keep, inner, uses)
 
 

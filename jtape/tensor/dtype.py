@@ -139,6 +139,7 @@ _FLOATS = (DataType.FLOAT32, DataType.FLOAT64, DataType.FLOAT16, DataType.BFLOAT
 for _d in DataType:  # plain attributes, read on every op: cheaper than the properties above
     _d.x64 = _d in (DataType.FLOAT64, DataType.INT64)
     _d.floating = _d in _FLOATS
+    _d.code = _d.value     # the name ("float32") without the Enum's descriptor: deferred programs key on it
 
 float32 = DataType.FLOAT32
 float64 = DataType.FLOAT64
