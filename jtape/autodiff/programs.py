@@ -130,8 +130,20 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> De
 
     node_specs = []
     for i, node in enumerate(nodes):
-        ins = [tuple([ref(t) for t in x]) if x.__class__ is tuple else ref(x) for x in node.inputs]
-        _tally(inner, ins)
+        ins = []
+        for x in node.inputs:     # ref() and _tally(inner, ...) written out: the loop of every flush
+            if x.__class__ is tuple:
+                x = tuple([ref(t) for t in x])
+                _tally(inner, x)
+            else:
+                r = get(id(x))
+                if r is None:
+                    r = ref(x)        # a new argument
+                elif r >= 0:
+                    inner[r] += 1     # pending op r's result
+                x = r
+            ins.append(x)
+        ins = tuple(ins)
         statics, traced = node.statics, node.op.traced
         if not statics:
             items = ()
@@ -146,7 +158,7 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> De
                 items.append((name, value))
             items = tuple(items)
         out = outs[i]
-        node_specs.append((node.op.name, items, tuple(ins), node.shape, node.dtype.code, out.requires_grad,
+        node_specs.append((node.op.name, items, ins, node.shape, node.dtype.code, out.requires_grad,
                            node.checked))
         refs[id(out)] = i
     walk_spec, keep = None, []
