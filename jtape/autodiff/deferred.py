@@ -88,18 +88,17 @@ class Deferred:
         integers or bools from values that exist (an index reshaped, a mask), which stay concrete so
         that the ops using them check their values at once."""
         device, pending = self.device, False
-        for x in inputs:
-            for t in (x if x.__class__ is tuple else (x,)):
-                data = t.data
-                if data.__class__ is Pending:
-                    if data[0] is not self.ref:
-                        t.value()                    # pending on another backend: run that first
-                    else:
-                        pending = True
-                elif isinstance(data, Tracer):
-                    return None
-                elif t.device is not device or data.__class__ is _ndarray:
-                    self.inner.accepts(op.name, (t,))     # another backend's tensor: its BackendError
+        for t in (flat_inputs(inputs) if op._sequences else inputs):
+            data = t.data
+            if data.__class__ is Pending:
+                if data[0] is not self.ref:
+                    t.value()                    # pending on another backend: run that first
+                else:
+                    pending = True
+            elif isinstance(data, Tracer):
+                return None
+            elif t.device is not device or data.__class__ is _ndarray:
+                self.inner.accepts(op.name, (t,))     # another backend's tensor: its BackendError
         if not (pending or dtype.floating):
             return None          # integer/bool results of known values (indices, masks) run now: checked now
         checked = True
