@@ -16,8 +16,9 @@ state. Buffers and random keys travel the same way (``jtape.autodiff.binding``);
 training flags are a static part of the program (one compiled program per mode). Arguments and
 results may be any pytrees of Tensors, RawTensors and arrays; jax re-traces only for new shapes
 and dtypes. A call hands the program plain lists of arrays: what rebuilds the Tensors around them
-— inside the trace, and around the results after it — is kept per program (``_Plan``). With ``mesh=`` the same step runs data-parallel (or, with
-``shard_params``, with sharded parameters) through XLA's SPMD partitioner (see ``jit``).
+— inside the trace, and around the results after it — is kept per program (``_Plan``). With
+``mesh=`` the same step runs data-parallel (or, with ``shard_params``, with sharded parameters)
+through XLA's SPMD partitioner (see ``jit``).
 """
 
 from __future__ import annotations
