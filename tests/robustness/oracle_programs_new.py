@@ -119,8 +119,10 @@ NEW_OPS = {
             lambda a, b, p, e: b + jnp.var(a, axis=_dims(p), keepdims=True, ddof=1)),
     "std": ("reduction2", lambda a, b, p, e: b * a.std(_inner_dim(p), keepdim=True, correction=0),
             lambda a, b, p, e: b * jnp.std(a, axis=_inner_dim(p), keepdims=True)),
-    "norm": ("reduction2", lambda a, b, p, e: b * a.norm(2, _dim(p), keepdim=True),
-             lambda a, b, p, e: b * jnp.sqrt(jnp.sum(a * a, axis=_dim(p), keepdims=True))),
+    # (away from 0, as prod: a layout op before it (triu, tril) can zero a whole row, where the norm
+    # has no derivative in jtape or the oracle)
+    "norm": ("reduction2", lambda a, b, p, e: b * (a.tanh() - 1.5).norm(2, _dim(p), keepdim=True),
+             lambda a, b, p, e: b * jnp.sqrt(jnp.sum((jnp.tanh(a) - 1.5) ** 2, axis=_dim(p), keepdims=True))),
     "mean_tuple": ("reduction2", lambda a, b, p, e: b + a.mean(_dims(p), keepdim=True),
                    lambda a, b, p, e: b + jnp.mean(a, axis=_dims(p), keepdims=True)),
     "cumsum": ("reduction2", lambda a, b, p, e: a.cumsum(_dim(p)).mul_scalar(0.5),
