@@ -14,7 +14,10 @@ does not run: its result holds a ``Pending`` value. The pending ops run at a **f
 From the second time a step is seen, ``Tensor.backward()`` goes one step further: it hands each
 leaf a *pending* gradient and waits. If ``optimizer.step()`` comes next, its update joins the
 program — forward, walk and update run as one, compiled as one (``Deferred.update``) — and
-anything else (reading a ``.grad``, recording the next op) runs the program without it.
+anything else (reading a ``.grad``, recording the next op) runs the program without it. The joined
+program does not write the gradients out: a loop drops them unread (``zero_grad``). They stay
+pending (``Owed``), and a read of one after the step computes them then; from then on, that step's
+program returns them.
 
 A program is cached by the step's *structure* (described, and built for jax.jit, in
 ``jtape.autodiff.programs``): the ops and their static arguments, which tensor
@@ -217,7 +220,9 @@ class Deferred:
             count, key = self._count(Key(("update", prepared.spec, fn, tuple(where))))
             if count < 2 and key not in self.programs and prepared.entry[1].ran:
                 return None              # first sight, the step's program compiled: the update runs apart
-            joined = self._cached(key, lambda: [joined_program(prepared.entry[1], fn, tuple(where)), False])
+            # [program, compiled yet, returns the gradients]: at first it does not (``Owed``)
+            joined = self._cached(key, lambda: [joined_program(prepared.entry[1], fn, tuple(where), False), False,
+                                                False])
             if not joined[1]:
                 self.compiles += 1      # compiled now, at its first call
                 joined[1] = True
@@ -229,6 +234,9 @@ class Deferred:
                 self._finish(prepared)   # every promised value still gets computed
                 raise
             self._store(prepared, values, garrays, ranges)
+            if not joined[2]:
+                run, where = prepared.entry[1], tuple(where)     # (not ``prepared``: it holds the gradients)
+                Owed(self, prepared, joined, lambda: joined_program(run, fn, where, True))
             return new, new_state
 
     # -- describing and running a program ----------------------------------------------------------
@@ -329,6 +337,59 @@ class Deferred:
                 g.data = value
         for check, (low, high) in zip(prepared.entry[1].checks, ranges):
             check.verify(int(low), int(high))
+
+
+class Owed:
+    """The gradients a joined step did not return. A step's program with the optimizer's update joined
+    (``Deferred.update``) at first leaves the gradients out of its results: the update reads them
+    inside the program, and a training loop drops them unread (``zero_grad``), so XLA need not write
+    them out. Each of those gradients stays pending here, with the step's argument arrays kept: a read
+    of one (``p.grad.numpy()``, a ``.grad`` used by an op) runs the step's backward program again on
+    them — the same forward, walk and values — fills in every one, and from then on that joined
+    program returns its gradients (compiled once more), so a loop that reads them pays for this once.
+
+    A pending gradient's ``Pending`` holds this object strongly (calling it returns itself, as its
+    weak reference would), and it holds the gradients weakly: it lives while one of them does, and
+    goes with its arrays when they are dropped."""
+
+    __slots__ = ("deferred", "entry", "arrays", "grads", "joined", "remake", "__weakref__")
+
+    def __init__(self, deferred: Deferred, prepared: Prepared, joined: list, remake: Any):
+        self.deferred, self.entry, self.arrays = deferred.ref, prepared.entry, prepared.arrays
+        self.joined, self.remake = joined, remake
+        self.grads = []
+        for g in prepared.grads:
+            ref = None
+            if g is not None:
+                ref = weakref.ref(g)
+                g.data = _new_pending(Pending, (self, ref))
+            self.grads.append(ref)
+
+    def __call__(self) -> Owed:
+        return self
+
+    def flush(self) -> None:
+        """Compute the gradients (see the class): the step's backward program, run alone."""
+        deferred = self.deferred()
+        with deferred.lock if deferred is not None else threading.RLock():
+            if self.arrays is None:
+                return
+            arrays, self.arrays = self.arrays, None
+            joined = self.joined
+            if not joined[2]:      # this step's gradients are read: its joined program returns them from now on
+                joined[0], joined[1], joined[2] = self.remake(), False, True
+            if deferred is not None:
+                _values, garrays, _ranges = deferred._call_alone(self.entry, arrays)
+            else:
+                _values, garrays, _ranges = self.entry[0](arrays)
+            for ref, value in zip(self.grads, garrays):
+                g = None if ref is None else ref()
+                if g is not None and g.data.__class__ is Pending and g.data[0] is self:
+                    g.data = value
+
+    def copy(self, owner: RawTensor) -> RawTensor:
+        """``Pending.copy`` (``detach``) of an owed gradient: computed first."""
+        return RawTensor(owner.value(), owner.shape, owner.dtype, owner.device)
 
 
 class Prepared(NamedTuple):

@@ -69,10 +69,122 @@ def test_plain_steps_join_the_update_and_equal_op_by_op():
         loss.backward()
         ctx["opt"].step()
         ctx["record"].append(loss.numpy())
-        ctx["record"] += [p.grad.numpy() for p in ctx["model"].parameters()]   # read after the step
         ctx["opt"].zero_grad()
     backend = _same(step)
     assert backend._deferred.compiles == 1       # the step with its update: the step alone never ran
+
+
+def test_zero_grad_before_backward_as_in_pytorch_joins_the_update():
+    def step(ctx, i):
+        ctx["opt"].zero_grad()
+        loss = _loss(ctx)
+        loss.backward()
+        ctx["opt"].step()
+        ctx["record"].append(loss.numpy())
+    backend = _same(step)
+    assert backend._deferred.compiles == 1
+
+
+# -- gradients the joined program does not return (``Owed``) -------------------------------------------
+# The joined program leaves the gradients out of its results until one is read after its step; a read
+# runs the step's backward program again on the step's own arrays (the parameters before the update),
+# and from then on the joined program returns them. Every read gives what op by op gives.
+def _owed(backend, model) -> list:
+    from jtape.autodiff.deferred import Owed
+    return [p.raw().grad.data[0] for p in model.parameters()
+            if p.raw().grad is not None and isinstance(p.raw().grad.data[0], Owed)]
+
+
+def test_gradients_read_after_every_step_are_the_steps_own():
+    def step(ctx, i):
+        loss = _loss(ctx)
+        loss.backward()
+        ctx["opt"].step()
+        ctx["record"].append(loss.numpy())
+        ctx["record"] += [p.grad.numpy() for p in ctx["model"].parameters()]   # read after the step
+        ctx["opt"].zero_grad()
+    backend = _same(step)
+    # the joined step without its gradients, the step's backward alone (for the first read), then the
+    # joined step that returns them — and no more: every later read finds them computed
+    assert backend._deferred.compiles == 3
+
+
+def test_a_gradient_read_after_one_step_only_and_the_steps_after_it():
+    def step(ctx, i):
+        loss = _loss(ctx)
+        loss.backward()
+        ctx["opt"].step()
+        ctx["record"].append(loss.numpy())
+        if i == 4:
+            ctx["record"].append(ctx["model"].parameters()[2].grad.numpy())
+            assert not _owed(ctx["backend"], ctx["model"])       # one read computed every gradient
+        elif i > 1 and ctx["backend"].is_deferred():
+            assert len(_owed(ctx["backend"], ctx["model"])) == (4 if i < 4 else 0)
+        ctx["opt"].zero_grad()
+    _same(step)
+
+
+def test_gradients_kept_over_steps_accumulate_as_op_by_op():
+    """No zero_grad: each backward adds into the .grad the last joined step left owed."""
+    def step(ctx, i):
+        loss = _loss(ctx)
+        loss.backward()
+        ctx["opt"].step()
+        ctx["record"].append(loss.numpy())
+        if i == STEPS - 1:
+            ctx["record"] += [p.grad.numpy() for p in ctx["model"].parameters()]
+    _same(step, make_opt=lambda ps: optim.SGD(ps, lr=0.05), joined=False)   # each sum is computed apart
+
+
+def test_an_input_that_wants_a_gradient_gets_its_own_after_the_step():
+    def step(ctx, i):
+        x = ctx["x"].detach().requires_grad_()
+        loss = ctx["model"](x).cross_entropy(ctx["y"])
+        loss.backward()
+        ctx["opt"].step()
+        ctx["opt"].zero_grad()
+        ctx["record"] += [loss.numpy(), x.grad.numpy(), x.grad.detach().numpy()]
+    _same(step)
+
+
+def test_an_owed_gradient_used_by_an_op_and_detached():
+    def step(ctx, i):
+        loss = _loss(ctx)
+        loss.backward()
+        ctx["opt"].step()
+        w = ctx["model"].parameters()[0]
+        ctx["record"] += [(w.grad * 2.0).sum().numpy(), w.grad.detach().numpy()]
+        ctx["opt"].zero_grad()
+    _same(step)
+
+
+def test_dropped_gradients_free_what_the_step_kept_for_them():
+    """The owed gradients keep the step's arrays (the batch, the parameters before the update) only
+    while one of them is held: zero_grad drops them, and with them those arrays."""
+    import gc
+    import weakref
+    backend, model, opt, x, y = _setup(True, lambda ps: optim.SGD(ps, lr=0.1))
+    for _ in range(3):
+        model(x).cross_entropy(y).backward()
+        opt.step()
+        if _owed(backend, model):
+            owed = weakref.ref(_owed(backend, model)[0])
+            old = weakref.ref(owed().arrays[0])
+        opt.zero_grad()
+    gc.disable()                  # freed by reference counting alone: no cycle holds them
+    try:
+        model(x).cross_entropy(y).backward()
+        opt.step()
+        owed = weakref.ref(_owed(backend, model)[0])
+        kept = owed().arrays
+        olds = [weakref.ref(a) for a in kept if hasattr(a, "shape") and a.ndim == 2]
+        del kept
+        assert owed() is not None and all(r() is not None for r in olds)
+        opt.zero_grad()
+        assert owed() is None
+        assert all(r() is None for r in olds if r() is not x.data)
+    finally:
+        gc.enable()
 
 
 def test_sgd_with_a_learning_rate_changed_every_step():
