@@ -5,6 +5,7 @@ shared, noisy machine this is what can show a change of a few percent.
 
     python benchmarks/ab_revision.py ec8bd1f                         # MLP-born, MLP, chain; eager and compiled
     python benchmarks/ab_revision.py HEAD~3 --workloads MLP-born --modes eager --rounds 600
+    python benchmarks/ab_revision.py HEAD~3 --workloads MLP-born MLP --modes raw   # the update written by hand
 
 Printed per workload and mode: old and new as medians of the per-round ratios to jax.jit, and
 new/old. (The old revision must have the same public API for the step: ``autodiff.new``, ``nn``,
@@ -25,7 +26,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from workloads import WORKLOADS, _jtape_model, _timed, chain_gradients, inputs, jax_variants, sgd_step
+from workloads import WORKLOADS, _jtape_model, _jtape_raw_mlp, _timed, chain_gradients, inputs, jax_variants, sgd_step
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +56,8 @@ def chain_of(pkg: str, weights: list, mode: str):
 
 
 def step_of(pkg: str, w, x, y, weights, mode: str):
-    """An SGD training step of workload ``w`` on package ``pkg`` (eager or jtape.jit), blocking."""
+    """An SGD training step of workload ``w`` on package ``pkg`` (eager, jtape.jit, or — ``raw``, MLPs —
+    eager with tensor ops and the update written by hand), blocking."""
     if w.kind == "chain":
         return chain_of(pkg, weights, mode)
     J = importlib.import_module(pkg)
@@ -63,6 +65,8 @@ def step_of(pkg: str, w, x, y, weights, mode: str):
     optim, tensor = importlib.import_module(pkg + ".optim"), importlib.import_module(pkg + ".tensor")
     backend = autodiff.new(importlib.import_module(pkg + ".backends").JaxBackend("cpu"))
     xt, yt = tensor.from_numpy(x, backend, requires_grad=False), tensor.from_numpy(y, backend)
+    if mode == "raw":
+        return _jtape_raw_mlp(backend, weights, xt, yt, tensor)
     model = _jtape_model(w, backend, weights, nn)
     opt = optim.SGD(model.parameters(), lr=0.01)
     train = sgd_step(model, opt)
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("revision", help="the git revision to compare with (e.g. a commit id, HEAD~2)")
     parser.add_argument("--workloads", nargs="+", default=["MLP-born", "MLP", "chain"],
                         choices=["MLP-born", "MLP", "chain"])
-    parser.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled"])
+    parser.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled", "raw"],
+                        help="raw: the MLPs with tensor ops and an update written by hand (not for chain)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 600; MLP 150)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,7 +89,10 @@ def main(argv: list[str] | None = None) -> None:
             w = WORKLOADS[name]
             x, y, weights = inputs(w)
             for mode in args.modes:
-                variants = {"old": step_of(old, w, x, y, weights, mode), "new": step_of("jtape", w, x, y, weights, mode),
+                if mode == "raw" and w.kind == "chain":
+                    continue
+                variants = {"old": step_of(old, w, x, y, weights, mode),
+                            "new": step_of("jtape", w, x, y, weights, mode),
                             "jax": jax_variants(w, "cpu", weights, x, y)["jax.jit(value_and_grad)"]}
                 for _ in range(5):
                     for fn in variants.values():

@@ -147,8 +147,9 @@ def jtape_variants(w: Workload, device: str, weights: list, x: np.ndarray, y: np
     return out
 
 
-def _jtape_raw_mlp(backend: Any, weights: list, xt: Any, yt: Any) -> Callable[[], None]:
-    """The MLP with tensor ops only: W stored [in, out] so the forward is ``x @ W + b``; SGD by hand."""
+def _jtape_raw_mlp(backend: Any, weights: list, xt: Any, yt: Any, tensor: Any = tensor) -> Callable[[], None]:
+    """The MLP with tensor ops only: W stored [in, out] so the forward is ``x @ W + b``; SGD by hand.
+    ``tensor``: the module that makes the tensors (another jtape's, for ``ab_revision.py``)."""
     params = [tensor.from_numpy(np.ascontiguousarray(v.T) if v.ndim == 2 else v, backend) for v in weights]
 
     def step(xb, yb):

@@ -17,7 +17,9 @@ program — forward, walk and update run as one, compiled as one (``Deferred.upd
 anything else (reading a ``.grad``, recording the next op) runs the program without it. The joined
 program does not write the gradients out: a loop drops them unread (``zero_grad``). They stay
 pending (``Owed``), and a read of one after the step computes them then; from then on, that step's
-program returns them.
+program returns them. An update written by hand (``p - lr * p.grad`` under ``no_grad``) is recorded
+as pending ops that read the waiting gradients: the next flush runs the waiting program and those
+ops as one (``_chain``), so such a step is one program too.
 
 A program is cached by the step's *structure* (described, and built for jax.jit, in
 ``jtape.autodiff.programs``): the ops and their static arguments, which tensor
@@ -44,7 +46,8 @@ from jax.core import Tracer
 
 from ..tensor.raw import Pending, RawTensor
 from ..tensor.registry import REGISTRY, OpDef
-from .programs import Key, Node, alive, compile_program, describe, flat_inputs, joined_program, needed, outside, walkable
+from .programs import (Key, Node, alive, chained_program, compile_program, describe, flat_inputs, joined_program,
+                       needed, outside, walkable)
 from .tape import GradientTape
 
 _new_pending = _new_node = tuple.__new__
@@ -138,12 +141,13 @@ class Deferred:
         """Run every pending op (one program once the structure was seen before), and a waiting
         backward's program."""
         with self.lock:
-            if self.prepared is not None:
-                self._finish(self._unprepare())
+            before = None if self.prepared is None else self._unprepare()
             if self.parked is not None:
                 self._unpark()
             if self.nodes:
-                self._run(self._take(), None)
+                self._run(self._take(), None, before)
+            elif before is not None:
+                self._finish(before)
 
     def _unprepare(self) -> Prepared:
         prepared, self.prepared = self.prepared, None
@@ -190,9 +194,8 @@ class Deferred:
             self.flush()
             return None
         with self.lock:
-            if self.prepared is not None:
-                self._finish(self._unprepare())
-            return self._run(self._take(), (ops, seeds, keep, retain))
+            before = None if self.prepared is None else self._unprepare()
+            return self._run(self._take(), (ops, seeds, keep, retain), before)
 
     def update(self, fn: Any, params: list[RawTensor], grads: list, state: Any, extra: dict) -> tuple | None:
         """An optimizer's update joined to the waiting backward's program: ``fn(params, grads,
@@ -240,7 +243,11 @@ class Deferred:
             return new, new_state
 
     # -- describing and running a program ----------------------------------------------------------
-    def _run(self, nodes: list[Node], walk: tuple | None) -> dict | None:
+    def _run(self, nodes: list[Node], walk: tuple | None, before: Prepared | None = None) -> dict | None:
+        """Run the pending ``nodes`` (and ``walk``: the tape's ops, seeds, kept tensors and retain) as one
+        program, or op by op the first time their structure is seen. ``before``: a backward's program
+        that was waiting (no update joined it); it runs first — in the same program when these ops
+        read its results (``_chain``)."""
         nodes, outs = alive(nodes)      # (the list is held only here: the dropped ops' references go with it)
         described = describe(nodes, outs, walk)
         external = outside(outs, described.inner)
@@ -257,12 +264,23 @@ class Deferred:
         described = None
         count, spec = self._count(Key(spec))
         walked = 0 if walk is None else len(walk[0])
+        sources = () if before is None else _sources(before, args)
+        if before is not None and not any(kind for _, kind, _ in sources):
+            self._finish(before)      # nothing here reads its gradients (no update by hand): it runs by itself
+            before = None
         if spec not in self.programs and (count < 2 or len(nodes) + walked > MAX_PROGRAM_OPS):
+            if before is not None:
+                self._finish(before)
             execute = self.inner.execute             # first sight, or huge: op by op, no compile
             for node, out in zip(nodes, outs):
                 out.data = execute(node.op, node.inputs, node.statics, node.shape, node.dtype).data
             return None
         entry = self._cached(spec, lambda: compile_program(spec.spec, self.inner))
+        if before is not None:
+            held = _held(before.grads, nodes, () if walk is None else walk[0], args)
+            arrays = [None if a.data.__class__ is Pending else a.data for a in args] + scalars   # None: before's
+            return self._chain(before, sources, held, Prepared(spec, entry, arrays, [outs[i] for i in outputs], []),
+                               nodes, outs, walk, keep)
         prepared = Prepared(spec, entry, [a.data for a in args] + scalars, [outs[i] for i in outputs], [])
         if walk is not None and not walk[3] and entry[1].grad_mask is None:
             jax.eval_shape(entry[0], prepared.arrays)   # traced, not compiled: which leaves get a gradient
@@ -288,6 +306,44 @@ class Deferred:
             rest = [i for i in range(len(nodes)) if i not in returned]
             self._park([nodes[i] for i in rest], [outs[i] for i in rest])
         self._store(prepared, values, (), ranges)
+        if walk is None:
+            return None
+        return {x: RawTensor(g, x.shape, x.dtype, self.device) for x, g in zip(keep, garrays) if g is not None}
+
+    def _chain(self, before: Prepared, sources: tuple, held: bool, prepared: Prepared, nodes: list, outs: list,
+               walk: tuple | None, keep: list) -> dict | None:
+        """A waiting backward's program and the pending ops that read its results, as one program
+        (``chained_program``): a step whose update is written by hand (``p - lr * p.grad`` under
+        ``no_grad``, which no optimizer joins) runs that update in the next step's program, without a
+        program of its own and without writing the gradients out. ``before``'s gradients are returned
+        only when something besides these ops still holds one (``held``: ``p.grad`` after a clipping
+        norm was read); otherwise they stay pending (``Owed``: a read computes them). This walk's
+        gradients are returned and do not wait — so the next step's program runs by itself and waits
+        again, and a loop alternates between the two."""
+        key = Key(("chain", before.spec, prepared.spec, sources, held))
+        chained = self._cached(key, lambda: [chained_program(before.entry[1], prepared.entry[1], sources, held),
+                                             False])
+        if not chained[1]:
+            self.compiles += 1      # compiled now, at its first call
+            chained[1] = True
+        try:
+            (values, grads, ranges), (values2, garrays, ranges2) = chained[0](before.arrays, prepared.arrays)
+        except Exception:
+            self._finish(before)     # every value it promised still gets computed
+            raise
+        for out, value in zip(before.outs, values):
+            out.data = value
+        for g, value in zip(before.grads, grads):
+            if g is not None:
+                g.data = value
+        if not held and any(g is not None for g in before.grads):
+            Owed(self, before, None, None)
+        if walk is not None and walk[3] and len(prepared.outs) < len(nodes):
+            returned = {id(t) for t in prepared.outs}
+            rest = [i for i in range(len(nodes)) if id(outs[i]) not in returned]
+            self._park([nodes[i] for i in rest], [outs[i] for i in rest])
+        self._store(prepared, values2, (), ranges2)
+        self._store(before, (), (), ranges)
         if walk is None:
             return None
         return {x: RawTensor(g, x.shape, x.dtype, self.device) for x, g in zip(keep, garrays) if g is not None}
@@ -376,7 +432,7 @@ class Owed:
                 return
             arrays, self.arrays = self.arrays, None
             joined = self.joined
-            if not joined[2]:      # this step's gradients are read: its joined program returns them from now on
+            if joined is not None and not joined[2]:   # read after its step: the joined program returns them now
                 joined[0], joined[1], joined[2] = self.remake(), False, True
             if deferred is not None:
                 _values, garrays, _ranges = deferred._call_alone(self.entry, arrays)
@@ -390,6 +446,41 @@ class Owed:
     def copy(self, owner: RawTensor) -> RawTensor:
         """``Pending.copy`` (``detach``) of an owed gradient: computed first."""
         return RawTensor(owner.value(), owner.shape, owner.dtype, owner.device)
+
+
+def _held(grads: list, nodes: list, ops: Any, args: list) -> bool:
+    """Does anything besides the program being run hold one of a waiting program's ``grads`` — a
+    ``.grad``, a user's variable? Counted with ``sys.getrefcount`` less the references known here: the
+    waiting program's list, the pending ops' and the walked ops' inputs, the program's argument list,
+    and its arguments' ``.grad`` (a parameter's RawTensor from before ``p.assign``, which only these ops
+    still hold, keeps the ``.grad`` it handed on). A miscount can only return a gradient nobody reads,
+    or leave one pending that a read computes."""
+    index = {id(g): i for i, g in enumerate(grads) if g is not None}
+    known = [1] * len(grads)         # the waiting program's list of them
+    for a in args:
+        for i in (index.get(id(a)), index.get(id(a.grad))):    # (an argument's own .grad: a parameter's
+            if i is not None:                                   # raw before ``assign`` carried it over)
+                known[i] += 1
+    for node in nodes:
+        for t in flat_inputs(node.inputs) if node.op._sequences else node.inputs:
+            i = index.get(id(t))
+            if i is not None:
+                known[i] += 1
+    for op in ops:
+        for t in op._inputs:
+            i = index.get(id(t))
+            if i is not None:
+                known[i] += 1
+    # getrefcount's argument is one more; indexed, not iterated (a loop variable would be another)
+    return any(grads[i] is not None and sys.getrefcount(grads[i]) - 1 - known[i] > 0 for i in range(len(grads)))
+
+
+def _sources(before: Prepared, args: list) -> tuple:
+    """Which arguments of a program are results a waiting program promised: ``(argument index, 0,
+    value index)`` for a value, ``(argument index, 1, gradient index)`` for a gradient."""
+    promised = {id(t): (0, j) for j, t in enumerate(before.outs)}
+    promised.update({id(g): (1, j) for j, g in enumerate(before.grads) if g is not None})
+    return tuple([(k,) + promised[id(a)] for k, a in enumerate(args) if id(a) in promised])
 
 
 class Prepared(NamedTuple):

@@ -52,6 +52,20 @@ def joined_program(run: Any, fn: Any, where: tuple, grads: bool) -> Any:
     return jax.jit(joined)
 
 
+def chained_program(first: Any, second: Any, sources: tuple, grads: bool) -> Any:
+    """Two programs as one (``Deferred._chain``): ``first`` (a backward's, waiting), then ``second``, whose
+    arguments listed in ``sources`` — ``(index, 0, j)``: first's j-th value, ``(index, 1, j)``: its
+    j-th gradient — are first's results, passed inside the program (None in their place outside).
+    Returns first's values, gradients (only with ``grads``: else ``()``) and ranges, then second's results."""
+    def chained(arrays: list, arrays2: list) -> tuple:
+        values, gs, ranges = first(arrays)
+        arrays2 = list(arrays2)
+        for k, kind, j in sources:
+            arrays2[k] = gs[j] if kind else values[j]
+        return (values, gs if grads else (), ranges), second(arrays2)
+    return jax.jit(chained)
+
+
 def walkable(ops: list, seeds: dict) -> bool:
     """Can a program rebuild and walk this tape: only registered ops' rules (none written by hand),
     no op reading a released tensor, and every seeded tensor made by an op on the tape? (A function
