@@ -90,7 +90,7 @@ def test_zero_grad_before_backward_as_in_pytorch_joins_the_update():
 # runs the step's backward program again on the step's own arrays (the parameters before the update),
 # and from then on the joined program returns them. Every read gives what op by op gives.
 def _owed(backend, model) -> list:
-    from jtape.autodiff.deferred import Owed
+    from jtape.autodiff.promised import Owed
     return [p.raw().grad.data[0] for p in model.parameters()
             if p.raw().grad is not None and isinstance(p.raw().grad.data[0], Owed)]
 
@@ -357,7 +357,7 @@ def test_a_chained_steps_gradients_read_later_are_its_own(held):
     """Held as gradients, the chained program returns them; reached only through the parameters'
     RawTensors from before the update (their ``.grad``), they are left pending (Owed), and a read
     computes them. Either way they are the step's own."""
-    from jtape.autodiff.deferred import Owed
+    from jtape.autodiff.promised import Owed
 
     def step(ctx, i):
         loss = _loss(ctx)
