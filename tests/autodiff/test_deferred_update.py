@@ -389,3 +389,37 @@ def test_gradients_read_by_a_value_before_the_next_step():
         ctx["opt"].zero_grad()
     backend = _same(step, joined=False)
     assert _chains(backend) == 1
+
+
+@pytest.mark.parametrize("first", ["copies", "the compiled step"])
+def test_owed_gradients_carried_into_a_compiled_step_and_copies(first):
+    """Gradients the last joined eager step left owed (zero_grad comes first in this loop, as in
+    PyTorch) are what a deep copy or a pickle of the model holds, and what a jtape.jit step without
+    zero_grad then adds to — whichever reads them first; as op by op."""
+    import copy
+    import pickle
+
+    import jtape
+
+    def run(defer):
+        backend, model, opt, x, y = _setup(defer, lambda ps: optim.SGD(ps, lr=0.1))
+        for _ in range(4):
+            opt.zero_grad()
+            model(x).cross_entropy(y).backward()
+            opt.step()
+        assert len(_owed(backend, model)) == (4 if defer else 0)
+
+        def step(x, y):
+            loss = model(x).cross_entropy(y)
+            loss.backward()
+            opt.step()
+            return loss
+        compiled = jtape.jit(step, state=[model, opt])
+        losses = [] if first == "copies" else [compiled(x, y).numpy() for _ in range(2)]
+        copies = [copy.deepcopy(model), pickle.loads(pickle.dumps(model))]
+        losses += [compiled(x, y).numpy() for _ in range(2)]
+        return (losses + [p.numpy() for p in model.parameters()] + [p.grad.numpy() for p in model.parameters()]
+                + [p.grad.numpy() for m in copies for p in m.parameters()])
+
+    for a, b in zip(run(True), run(False)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
