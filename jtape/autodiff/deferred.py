@@ -277,29 +277,30 @@ class Deferred:
                 out.data = execute(node.op, node.inputs, node.statics, node.shape, node.dtype).data
             return None
         entry = self._cached(spec, lambda: compile_program(spec.spec, self.inner))
-        if before is not None:
-            held = grads_held(before.grads, nodes, () if walk is None else walk[0], args)
+        if before is not None:       # these ops read its gradients: both run as one program
             arrays = [None if a.data.__class__ is Pending else a.data for a in args] + scalars   # None: before's
-            return self._chain(before, sources, held, Prepared(spec, entry, arrays, [outs[i] for i in outputs], []),
-                               nodes, outs, walk, keep)
-        prepared = Prepared(spec, entry, [a.data for a in args] + scalars, [outs[i] for i in outputs], [])
-        if walk is not None and not walk[3] and entry[1].grad_mask is None:
-            jax.eval_shape(entry[0], prepared.arrays)   # traced, not compiled: which leaves get a gradient
-        if walk is not None and not walk[3] and not entry[1].checks:
-            # A Tensor.backward: its gradients are handed out pending, and the program waits for an
-            # optimizer's update to join it (``update``); it is compiled when it first runs, so a
-            # step whose update joins at once never compiles it alone. Not when the program checks
-            # index values: an index out of range raises from backward() itself.
-            grads = {}
-            for x, has in zip(keep, entry[1].grad_mask):
-                g = None
-                if has:
-                    g = grads[x] = RawTensor(None, x.shape, x.dtype, self.device)
-                    g.data = _new_pending(Pending, (self.ref, weakref.ref(g)))
-                prepared.grads.append(g)
-            self.prepared = prepared
-            return grads
-        values, garrays, ranges = self.call_alone(entry, prepared.arrays)
+            prepared = Prepared(spec, entry, arrays, [outs[i] for i in outputs], [])
+            held = grads_held(before.grads, nodes, () if walk is None else walk[0], args)
+            values, garrays, ranges = self._chain(before, sources, held, prepared)
+        else:
+            prepared = Prepared(spec, entry, [a.data for a in args] + scalars, [outs[i] for i in outputs], [])
+            if walk is not None and not walk[3] and entry[1].grad_mask is None:
+                jax.eval_shape(entry[0], prepared.arrays)   # traced, not compiled: which leaves get a gradient
+            if walk is not None and not walk[3] and not entry[1].checks:
+                # A Tensor.backward: its gradients are handed out pending, and the program waits for an
+                # optimizer's update to join it (``update``); it is compiled when it first runs, so a
+                # step whose update joins at once never compiles it alone. Not when the program checks
+                # index values: an index out of range raises from backward() itself.
+                grads = {}
+                for x, has in zip(keep, entry[1].grad_mask):
+                    g = None
+                    if has:
+                        g = grads[x] = RawTensor(None, x.shape, x.dtype, self.device)
+                        g.data = _new_pending(Pending, (self.ref, weakref.ref(g)))
+                    prepared.grads.append(g)
+                self.prepared = prepared
+                return grads
+            values, garrays, ranges = self.call_alone(entry, prepared.arrays)
         if walk is not None and walk[3] and len(outputs) < len(nodes):
             # A result only the kept tape holds stays pending (its op is parked): a later walk or
             # read computes it; usually the tape is cleared first, and it never runs.
@@ -311,16 +312,16 @@ class Deferred:
             return None
         return {x: RawTensor(g, x.shape, x.dtype, self.device) for x, g in zip(keep, garrays) if g is not None}
 
-    def _chain(self, before: Prepared, sources: tuple, held: bool, prepared: Prepared, nodes: list, outs: list,
-               walk: tuple | None, keep: list) -> dict | None:
-        """A waiting backward's program and the pending ops that read its results, as one program
+    def _chain(self, before: Prepared, sources: tuple, held: bool, prepared: Prepared) -> tuple:
+        """A waiting backward's program and the pending ops that read its gradients, as one program
         (``chained_program``): a step whose update is written by hand (``p - lr * p.grad`` under
         ``no_grad``, which no optimizer joins) runs that update in the next step's program, without a
-        program of its own and without writing the gradients out. ``before``'s gradients are returned
-        only when something besides these ops still holds one (``held``: ``p.grad`` after a clipping
-        norm was read); otherwise they stay pending (``Owed``: a read computes them). This walk's
-        gradients are returned and do not wait — so the next step's program runs by itself and waits
-        again, and a loop alternates between the two."""
+        program of its own and without writing the gradients out. ``before``'s results are stored here;
+        its gradients are returned only when something besides these ops still holds one (``held``:
+        ``p.grad`` after a clipping norm was read), else they stay pending (``Owed``: a read computes
+        them). Returns ``prepared``'s results, for ``_run`` to store: its walk's gradients are
+        returned and do not wait — so the next step's program runs by itself and waits again, and a
+        loop alternates between the two."""
         key = Key(("chain", before.spec, prepared.spec, sources, held))
         chained = self._cached(key, lambda: [chained_program(before.entry[1], prepared.entry[1], sources, held),
                                              False])
@@ -328,26 +329,14 @@ class Deferred:
             self.compiles += 1      # compiled now, at its first call
             chained[1] = True
         try:
-            (values, grads, ranges), (values2, garrays, ranges2) = chained[0](before.arrays, prepared.arrays)
+            (values, grads, ranges), second = chained[0](before.arrays, prepared.arrays)
         except Exception:
             self._finish(before)     # every value it promised still gets computed
             raise
-        for out, value in zip(before.outs, values):
-            out.data = value
-        for g, value in zip(before.grads, grads):
-            if g is not None:
-                g.data = value
+        self._store(before, values, grads, ranges)      # (a waiting program checks no index: nothing raises)
         if not held and any(g is not None for g in before.grads):
             Owed(self, before, None, None)
-        if walk is not None and walk[3] and len(prepared.outs) < len(nodes):
-            returned = {id(t) for t in prepared.outs}
-            rest = [i for i in range(len(nodes)) if id(outs[i]) not in returned]
-            self._park([nodes[i] for i in rest], [outs[i] for i in rest])
-        self._store(prepared, values2, (), ranges2)
-        self._store(before, (), (), ranges)
-        if walk is None:
-            return None
-        return {x: RawTensor(g, x.shape, x.dtype, self.device) for x, g in zip(keep, garrays) if g is not None}
+        return second
 
     def _count(self, key: Key) -> tuple[int, Key]:
         """How many times ``key`` was met (this time included), and the key object first met for

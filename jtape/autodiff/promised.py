@@ -1,14 +1,14 @@
 """What a waiting backward's program promised (``jtape.autodiff.deferred``): ``Prepared``, a program
 ready to run with the tensors waiting for its results; ``Owed``, the gradients a program ran without
 returning, computed if one is read; and the two questions a flush asks when its ops read a waiting
-program's results: which arguments are those results (``sources``), and does anything else still
-hold one of its gradients (``held``)."""
+program's results: which arguments are those results (``sources_in``), and does anything else
+still hold one of its gradients (``grads_held``)."""
 
 from __future__ import annotations
 
 import sys
-import threading
 import weakref
+from contextlib import nullcontext
 from typing import Any, NamedTuple
 
 from ..tensor.raw import Pending, RawTensor
@@ -49,7 +49,7 @@ class Owed:
     def flush(self) -> None:
         """Compute the gradients (see the class): the step's backward program, run alone."""
         deferred = self.deferred()
-        with deferred.lock if deferred is not None else threading.RLock():
+        with deferred.lock if deferred is not None else nullcontext():     # (no backend left: no one to race)
             if self.arrays is None:
                 return
             arrays, self.arrays = self.arrays, None

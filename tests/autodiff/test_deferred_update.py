@@ -125,7 +125,8 @@ def test_a_gradient_read_after_one_step_only_and_the_steps_after_it():
 
 
 def test_gradients_kept_over_steps_accumulate_as_op_by_op():
-    """No zero_grad: each backward adds into the .grad the last joined step left owed."""
+    """No zero_grad: each backward adds into the .grad the step before left. The sum reads the waiting
+    gradients, so they are computed apart and no update joins (nothing is owed)."""
     def step(ctx, i):
         loss = _loss(ctx)
         loss.backward()
