@@ -33,11 +33,12 @@ from ..distributed.sharding import Placement, ShardRule
 from ..tensor.errors import BackendError
 from ..tensor.operators import STEP_INPUTS
 from ..tensor.raw import RawTensor
-from ..tensor.raw import _flatten as _flatten_raw, _unflatten as _unflatten_raw
+from ..tensor.raw import _flatten as _flatten_raw
 from ..tensor.tensor import Tensor
 from ..tensor.tensor import _flatten as _flatten_tensor, _unflatten as _unflatten_tensor
 from .backend import plain
 from .binding import Binding
+from .steady import Steady
 from .tape import GradientTape
 
 
@@ -144,7 +145,8 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
         out, (new, new_grads), ranges = pure(plan, arrays, _dress_all(plan.grads, grads), args, kwargs)
         out_leaves, plan.out_tree = jax.tree_util.tree_flatten(out, is_leaf=_is_tensor_or_raw)
         out_arrays, plan.out = _strip_all(out_leaves)
-        raws, states, buffers, keys = new
+        keys_in, (raws, states, buffers, keys) = keys, new
+        plan.kept_keys = tuple([k is k_in for k, k_in in zip(keys, keys_in)])    # a step that drew nothing
         raws, plan.new_params = _strip_all(raws)
         buffers, plan.new_buffers = _strip_all(buffers)
         new_grads, plan.new_grads = _strip_all(new_grads)
@@ -173,8 +175,51 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
     last: list = [None, None]    # the last call's plan, and its key
     installed: list = [None]     # the state arrays the last call installed (all committed: program outputs)
 
+    steady = Steady(binding)     # the last call's state: the next call, if nothing touched it, skips plan_of
+
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
+        hit = steady.match(args, kwargs) if place is None else None
+        steady.forget()               # (a call that raises leaves no steady state behind)
+        if hit is not None:
+            key, state, grads, leaf_arrays, given = hit
+        else:
+            key, state, grads, leaf_arrays, given = prepare(args, kwargs)
+        before = input_checks.get(key)     # None: this call traces (its checks are verified after)
+        if before:
+            _verify_inputs(before, given)
+        if place is None:
+            if hit is None and not _same(state, installed[0]):
+                state = _committed(state)
+            out, (arrays, grad_arrays), ranges = compiled_flat(key, state, grads, leaf_arrays)
+            out = jax.tree_util.tree_unflatten(key.out_tree, _dress_all(key.out, out))
+            raws, states, buffers, keys = arrays
+            if any(key.kept_keys):     # a key the step did not draw from stays the same object (``Steady``)
+                keys = [k_in if kept else k for k_in, k, kept in zip(state[3], keys, key.kept_keys)]
+                arrays = (raws, states, buffers, keys)
+            installed[0] = arrays      # what binding.arrays() reads after the install below, as arrays
+            arrays = (_dress_all(key.new_params, raws), states, _dress_all(key.new_buffers, buffers), keys)
+            grads = _dress_all(key.new_grads, grad_arrays)
+        else:
+            inputs = (binding.arrays(), binding.grads(), args, kwargs)
+            out, (arrays, grads), ranges = place.run(functools.partial(compiled, key), inputs)
+        step_counts = traced.get(key, {})
+        for check, (low, high) in zip(step_counts.get("checks", []), ranges):
+            check.verify(int(low), int(high))  # an out-of-range index raises, as in eager mode
+        if before is None and input_checks.get(key):            # traced just now
+            _verify_inputs(input_checks[key], given)
+        binding.install(arrays, grads)
+        for o, d in zip(binding.optimizers, step_counts.get("delta", [0] * len(binding.optimizers))):
+            o.steps += d
+        if hit is not None:
+            steady.renew(key, installed[0], grad_arrays)
+        elif place is None:
+            steady.record(key, binding.mode(), args, kwargs, installed[0], grad_arrays)
+        return out
+
+    def prepare(args: tuple, kwargs: dict) -> tuple:
+        """The full path of a call: check the state, flush pending eager ops, examine the arguments and
+        find the program — ``(key, state arrays, gradient arrays, argument arrays, given)``."""
         for t in binding.params + binding.buffers:
             if not isinstance(t.data, jax.Array):
                 kind = "parameter" if any(t is p for p in binding.params) else "buffer"
@@ -195,32 +240,8 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
         signature, given, leaf_arrays = _examine(leaves, tree)
         if place is None:      # the program's static argument: a _Plan, hashed and compared by identity
             key, state, grads = plan_of(binding.mode(), signature, binding.arrays(), binding.grads())
-        else:
-            key = (binding.mode(), signature)
-        before = input_checks.get(key)     # None: this call traces (its checks are verified after)
-        if before:
-            _verify_inputs(before, given)
-        if place is None:
-            if not _same(state, installed[0]):
-                state = _committed(state)
-            out, (arrays, grads), ranges = compiled_flat(key, state, grads, leaf_arrays)
-            out = jax.tree_util.tree_unflatten(key.out_tree, _dress_all(key.out, out))
-            installed[0] = arrays      # what binding.arrays() reads after the install below, as arrays
-            raws, states, buffers, keys = arrays
-            arrays = (_dress_all(key.new_params, raws), states, _dress_all(key.new_buffers, buffers), keys)
-            grads = _dress_all(key.new_grads, grads)
-        else:
-            inputs = (binding.arrays(), binding.grads(), args, kwargs)
-            out, (arrays, grads), ranges = place.run(functools.partial(compiled, key), inputs)
-        step_counts = traced.get(key, {})
-        for check, (low, high) in zip(step_counts.get("checks", []), ranges):
-            check.verify(int(low), int(high))  # an out-of-range index raises, as in eager mode
-        if before is None and input_checks.get(key):            # traced just now
-            _verify_inputs(input_checks[key], given)
-        binding.install(arrays, grads)
-        for o, d in zip(binding.optimizers, step_counts.get("delta", [0] * len(binding.optimizers))):
-            o.steps += d
-        return out
+            return key, state, grads, leaf_arrays, given
+        return (binding.mode(), signature), None, None, leaf_arrays, given
 
     def lower(*args: Any, **kwargs: Any) -> Any:
         leaves, tree = jax.tree_util.tree_flatten((args, kwargs), is_leaf=_is_tensor_or_raw)
@@ -287,8 +308,9 @@ def _dress(meta: Any, data: Any) -> Any:
     """What ``_strip`` took apart, made again around ``data`` (an array, or a tracer in a trace)."""
     if meta is None:
         return data
-    head, aux = meta
-    raw = _unflatten_raw(aux, (data,))
+    head, (shape, dtype, device, requires_grad) = meta     # (raw._unflatten, written out: every call makes these)
+    raw = RawTensor(data, shape, dtype, device)
+    raw.requires_grad = requires_grad
     return raw if head is None else _unflatten_tensor(head, (raw,))
 
 
@@ -298,7 +320,7 @@ def _strip_all(items: Any) -> tuple[list, tuple]:
 
 
 def _dress_all(metas: tuple, arrays: list) -> list:
-    return [_dress(meta, data) for meta, data in zip(metas, arrays)]
+    return [data if meta is None else _dress(meta, data) for meta, data in zip(metas, arrays)]
 
 
 class _Plan:
@@ -308,12 +330,13 @@ class _Plan:
     again around the program's arrays, and what its trace noted to make the results again."""
 
     __slots__ = ("tree", "args", "params", "buffers", "grads", "out_tree", "out", "new_params", "new_buffers",
-                 "new_grads", "__weakref__")
+                 "new_grads", "kept_keys", "__weakref__")
 
     def __init__(self, signature: tuple, params: tuple, buffers: tuple, grads: tuple):
         self.tree, self.args = signature[0], tuple([meta for meta, _, _ in signature[1]])
         self.params, self.buffers, self.grads = params, buffers, grads
         self.out_tree = self.out = self.new_params = self.new_buffers = self.new_grads = None
+        self.kept_keys: tuple = ()     # per generator: the step returned its key unchanged (drew nothing)
 
 
 def _same(state: tuple, installed: tuple | None) -> bool:
