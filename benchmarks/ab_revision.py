@@ -78,10 +78,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("revision", help="the git revision to compare with (e.g. a commit id, HEAD~2)")
     parser.add_argument("--workloads", nargs="+", default=["MLP-born", "MLP", "chain"],
-                        choices=["MLP-born", "MLP", "chain"])
+                        choices=list(WORKLOADS))
     parser.add_argument("--modes", nargs="+", default=["eager", "compiled"], choices=["eager", "compiled", "raw"],
                         help="raw: the MLPs with tensor ops and an update written by hand (not for chain)")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 600; MLP 150)")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="interleaved rounds (default 600; MLP 150; CNN, MLP-big, CNN-big 40)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         old = extract(args.revision, Path(tmp))
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                     for fn in variants.values():
                         fn()
                 times: dict = {k: [] for k in variants}
-                for _ in range(args.rounds or (150 if name == "MLP" else 600)):
+                for _ in range(args.rounds or {"MLP": 150, "MLP-born": 600, "chain": 600}.get(name, 40)):
                     for k, fn in variants.items():
                         start = time.perf_counter()
                         fn()

@@ -30,7 +30,9 @@ def span(size: int, dilation: int) -> int:
 # NHWC/HWIO by hand inside the kernel measured 0.96-1.20x the plain call: no gain, so not done).
 # For few input channels (C/G·KH·KW <= IM2COL_MAX, G = 1) XLA:CPU's conv is slow, and on CPU the
 # forward and kernel gradient run as im2col + one matmul instead (measured 0.34-0.57x forward,
-# 0.48-0.73x kernel gradient; benchmarks/conv_ab.py). Other platforms (GPU: cuDNN) keep the conv.
+# 0.48-0.73x kernel gradient; benchmarks/conv_ab.py). Both build the same channels-last patches, so a
+# whole step builds them once (a CNN step 0.8-0.9x with the forward's patches NCHW and the kernel
+# gradient's channels-last, built twice). Other platforms (GPU: cuDNN) keep the conv.
 IM2COL_MAX = 27
 
 
@@ -50,16 +52,26 @@ def _conv_lax(x, k, stride, padding, dilation, groups):
                                     dimension_numbers=_NCHW, feature_group_count=groups)
 
 
+def _patches(x, kernel_hw, stride, padding, dilation):
+    """im2col, channels last: the KH·KW strided slices of xpad that the taps read, as rows
+    [N·OH·OW, KH·KW·C] (column (a·KW + b)·C + c: tap (a, b), channel c); and OH, OW. The forward and
+    the kernel gradient build them the same way, so inside one program (a deferred step, jtape.jit)
+    XLA computes them once for both."""
+    (ph, pw), (kh, kw), (n, c) = padding, kernel_hw, x.shape[:2]
+    xp = jnp.pad(x.transpose(0, 2, 3, 1), ((0, 0), (ph, ph), (pw, pw), (0, 0)))
+    oh = (xp.shape[1] - span(kh, dilation[0])) // stride[0] + 1
+    ow = (xp.shape[2] - span(kw, dilation[1])) // stride[1] + 1
+    cols = [xp[(slice(None),) + _tap_slices(oh, ow, stride, dilation, a, b)] for a in range(kh) for b in range(kw)]
+    return jnp.concatenate(cols, axis=3).reshape(n * oh * ow, kh * kw * c), oh, ow
+
+
 def _conv_im2col(x, k, stride, padding, dilation):
-    """out[n, o, i, j] = Σ_{c, t} patches[n, c, t, i, j] · k[o, c, t], t = a·KW + b the tap: the
-    KH·KW strided slices of xpad stacked (im2col), then one contraction (a matmul for XLA)."""
-    (ph, pw), (o, c, kh, kw) = padding, k.shape
-    xp = jnp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    oh = (xp.shape[2] - span(kh, dilation[0])) // stride[0] + 1
-    ow = (xp.shape[3] - span(kw, dilation[1])) // stride[1] + 1
-    cols = [xp[(slice(None), slice(None)) + _tap_slices(oh, ow, stride, dilation, a, b)]
-            for a in range(kh) for b in range(kw)]
-    return jnp.einsum("nctij,oct->noij", jnp.stack(cols, axis=2), k.reshape(o, c, kh * kw))
+    """out[n, o, i, j] = Σ_{a, b, c} patches[(n, i, j), (a, b, c)] · k[o, c, a, b]: one matmul, against
+    the kernel laid out [KH·KW·C, O]; the result [N·OH·OW, O] goes back to NCHW."""
+    o, c, kh, kw = k.shape
+    patches, oh, ow = _patches(x, (kh, kw), stride, padding, dilation)
+    out = patches @ k.transpose(2, 3, 1, 0).reshape(kh * kw * c, o)
+    return out.reshape(x.shape[0], oh, ow, o).transpose(0, 3, 1, 2)
 
 
 def conv2d_jax(input, kernel, stride, padding, dilation, groups):
@@ -113,14 +125,12 @@ def _kernel_grad_lax(x, g, kernel_shape, stride, padding, dilation, groups):
 
 
 def _kernel_grad_im2col(x, g, kernel_shape, stride, padding, dilation):
-    """dk = patchesᵀ · g: the forward's im2col patches, channels-last [N·OH·OW, KH·KW·C], against g as
-    [N·OH·OW, O] — one matmul contracting the batch and output positions (channels-last measured
-    faster here than the NCHW patches)."""
-    (ph, pw), (o, c, kh, kw), (n, _, oh, ow) = padding, kernel_shape, g.shape
-    xp = jnp.pad(x.transpose(0, 2, 3, 1), ((0, 0), (ph, ph), (pw, pw), (0, 0)))
-    cols = [xp[(slice(None),) + _tap_slices(oh, ow, stride, dilation, a, b)] for a in range(kh) for b in range(kw)]
-    patches = jnp.concatenate(cols, axis=3).reshape(n * oh * ow, kh * kw * c)
-    dk = patches.T @ g.transpose(0, 2, 3, 1).reshape(n * oh * ow, o)            # [KH·KW·C, O]
+    """dk = patchesᵀ · g: the forward's im2col patches (``_patches``: in a whole step the forward's
+    own), [N·OH·OW, KH·KW·C], against g as [N·OH·OW, O] — one matmul contracting the batch and
+    output positions."""
+    o, c, kh, kw = kernel_shape
+    patches, oh, ow = _patches(x, (kh, kw), stride, padding, dilation)
+    dk = patches.T @ g.transpose(0, 2, 3, 1).reshape(x.shape[0] * oh * ow, o)        # [KH·KW·C, O]
     return dk.reshape(kh, kw, c, o).transpose(3, 2, 0, 1)
 
 
