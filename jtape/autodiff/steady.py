@@ -26,6 +26,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
+from jax.core import Tracer
+
 from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
 from .backend import plain
@@ -33,12 +36,11 @@ from .backend import plain
 
 class Steady:
     """What the last ``jtape.jit`` call installed (``record``), to recognise the next call as the
-    same step again (``match``). ``hits`` counts the calls it recognised (tests read it)."""
+    same step again (``match``)."""
 
     def __init__(self, binding: Any):
         self.binding = binding
         self.plan: Any = None      # None: the next call takes the full path
-        self.hits = 0
 
     def forget(self) -> None:
         self.plan = None
@@ -50,12 +52,16 @@ class Steady:
         self.plan = None
         if kwargs or plan.new_params != plan.params or plan.new_buffers != plan.buffers or plan.new_grads != plan.grads:
             return
+        if any(isinstance(a, Tracer) for a in installed[0]):
+            return                         # called inside a jax trace: its tracers must not outlive it
         arg_info = []
         for a in args:
             raw = a.raw() if isinstance(a, Tensor) else a
             if not isinstance(raw, RawTensor):
                 return                     # arrays, nested pytrees: the full path
             data = raw.data
+            if not isinstance(data, jax.Array) or isinstance(data, Tracer):
+                return
             checker = plain(a.backend) if isinstance(a, Tensor) else None
             arg_info.append((a.__class__, getattr(a, "backend", None), raw.shape, raw.dtype, raw.device,
                              raw.requires_grad, data.__class__, data.shape, data.dtype,
@@ -121,5 +127,4 @@ class Steady:
         for g, k in zip(b.generators, self.keys):
             if g.key is not k:
                 return None
-        self.hits += 1
         return plan, self.installed, self.grad_arrays, leaf_arrays, given
