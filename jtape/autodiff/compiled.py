@@ -155,6 +155,15 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
     compiled_flat = jax.jit(flat, static_argnums=0)
     plans: dict[tuple, _Plan] = {}
 
+    def jitted_for(plan: _Plan, arrays: tuple) -> Any:
+        """The jitted ``flat`` for ``plan``: with the XLA options its backend asks for a program like it
+        (traced once to see: JaxBackend on CPU compiles a program that convolves without YNNPACK)."""
+        if plan.jitted is None:
+            options = getattr(plan.inner, "compiler_options", None)
+            chosen = None if options is None else options(compiled_flat.trace(plan, *arrays).jaxpr)
+            plan.jitted = compiled_flat if chosen is None else jax.jit(flat, static_argnums=0, compiler_options=chosen)
+        return plan.jitted
+
     def plan_of(mode: tuple, signature: tuple, state: tuple, grads: list) -> tuple:
         """The program for this call, and its state as arrays: ``_Plan`` keyed by the mode, the
         arguments' signature and the state's tensors' pytree data (the parameters', buffers' and
@@ -191,7 +200,8 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
         if place is None:
             if hit is None and not _same(state, installed[0]):
                 state = _committed(state)
-            out, (arrays, grad_arrays), ranges = compiled_flat(key, state, grads, leaf_arrays)
+            out, (arrays, grad_arrays), ranges = jitted_for(key, (state, grads, leaf_arrays))(key, state, grads,
+                                                                                             leaf_arrays)
             out = jax.tree_util.tree_unflatten(key.out_tree, _dress_all(key.out, out))
             raws, states, buffers, keys = arrays
             if any(key.kept_keys):     # a key the step did not draw from stays the same object (``Steady``)
@@ -240,6 +250,8 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
         signature, given, leaf_arrays = _examine(leaves, tree)
         if place is None:      # the program's static argument: a _Plan, hashed and compared by identity
             key, state, grads = plan_of(binding.mode(), signature, binding.arrays(), binding.grads())
+            if key.inner is None:      # the backend whose compiler options the program takes
+                key.inner = next((plain(b) for b in found.values() if hasattr(plain(b), "compiler_options")), None)
             return key, state, grads, leaf_arrays, given
         return (binding.mode(), signature), None, None, leaf_arrays, given
 
@@ -248,7 +260,9 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
         signature, _given, leaf_arrays = _examine(leaves, tree)
         if place is None:
             plan, state, grads = plan_of(binding.mode(), signature, binding.arrays(), binding.grads())
-            return compiled_flat.lower(plan, state, grads, leaf_arrays)
+            if plan.inner is None:
+                plan.inner = next((plain(b) for b in backends.values() if hasattr(plain(b), "compiler_options")), None)
+            return jitted_for(plan, (state, grads, leaf_arrays)).lower(plan, state, grads, leaf_arrays)
         inputs = (binding.arrays(), binding.grads(), args, kwargs)
         return compiled.lower((binding.mode(), signature), *place(*inputs))
 
@@ -330,13 +344,15 @@ class _Plan:
     again around the program's arrays, and what its trace noted to make the results again."""
 
     __slots__ = ("tree", "args", "params", "buffers", "grads", "out_tree", "out", "new_params", "new_buffers",
-                 "new_grads", "kept_keys", "__weakref__")
+                 "new_grads", "kept_keys", "jitted", "inner", "__weakref__")
 
     def __init__(self, signature: tuple, params: tuple, buffers: tuple, grads: tuple):
         self.tree, self.args = signature[0], tuple([meta for meta, _, _ in signature[1]])
         self.params, self.buffers, self.grads = params, buffers, grads
         self.out_tree = self.out = self.new_params = self.new_buffers = self.new_grads = None
         self.kept_keys: tuple = ()     # per generator: the step returned its key unchanged (drew nothing)
+        self.jitted: Any = None        # ``flat`` jitted with this program's compiler options (``jitted_for``)
+        self.inner: Any = None         # the backend that picks them
 
 
 def _same(state: tuple, installed: tuple | None) -> bool:

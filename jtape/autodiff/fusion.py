@@ -17,13 +17,13 @@ from functools import partial
 from typing import Any
 from weakref import WeakKeyDictionary
 
-import jax
 from jax.core import Tracer
 
 from ..tensor.dtype import DataType
 from ..tensor.errors import TapeError
 from ..tensor.raw import RawTensor
 from ..tensor.shape import Shape
+from .jitted import Jitted
 
 _KERNELS: "WeakKeyDictionary[Any, dict]" = WeakKeyDictionary()   # backend -> {key: jitted rule}
 
@@ -46,7 +46,7 @@ def apply_rule(op: Any, g: RawTensor, rules: Any, wanted: tuple, create_graph: b
     kernels = _KERNELS.setdefault(rules, {})
     kernel = kernels.get(key)
     if kernel is None:
-        kernel = kernels[key] = jax.jit(partial(_run_rule, cls, statics, wanted, rules))
+        kernel = kernels[key] = Jitted(partial(_run_rule, cls, statics, wanted, rules), rules)
     inputs = op.inputs()
     # Arrays in, arrays out: no RawTensor is flattened in Python on the way into the kernel.
     grads = kernel([x.data for x in inputs], op.output().data, g.data)

@@ -10,12 +10,12 @@ import sys
 from contextlib import nullcontext
 from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 
 from ..tensor.dtype import DataType
 from ..tensor.raw import RawTensor
 from ..tensor.registry import REGISTRY, OpDef
+from .jitted import Jitted
 from .tape import GradientTape
 
 
@@ -36,7 +36,8 @@ class Node(NamedTuple):
 
 def compile_program(spec: tuple, inner: Any) -> tuple:
     run = program(spec, inner)
-    return jax.jit(run), run
+    run.inner = inner
+    return Jitted(run, inner), run
 
 
 def joined_program(run: Any, fn: Any, where: tuple, grads: bool) -> Any:
@@ -49,7 +50,7 @@ def joined_program(run: Any, fn: Any, where: tuple, grads: bool) -> Any:
         taken = [jnp.zeros_like(p) if j is None else gs[j] for p, j in zip(params, where)]
         new, new_state = fn(params, taken, state, extra)
         return values, (gs if grads else ()), ranges, new, new_state
-    return jax.jit(joined)
+    return Jitted(joined, run.inner)
 
 
 def chained_program(first: Any, second: Any, sources: tuple, grads: bool) -> Any:
@@ -63,7 +64,7 @@ def chained_program(first: Any, second: Any, sources: tuple, grads: bool) -> Any
         for k, kind, j in sources:
             arrays2[k] = gs[j] if kind else values[j]
         return (values, gs if grads else (), ranges), second(arrays2)
-    return jax.jit(chained)
+    return Jitted(chained, first.inner)
 
 
 def walkable(ops: list, seeds: dict) -> bool:

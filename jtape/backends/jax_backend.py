@@ -23,14 +23,80 @@ from ..tensor.registry import OpDef
 from ..tensor.shape import Device, Shape
 from .base import KernelBackend, unknown_device
 
-_COMPILED: dict[str, Callable] = {}   # op name -> jitted kernel, shared by every JaxBackend
+_COMPILED: dict[tuple, Callable] = {}   # (op name, on CPU) -> jitted kernel, shared by every JaxBackend
+
+# -- compiler options ------------------------------------------------------------------------------
+# XLA:CPU hands convolutions to YNNPACK by default, and a program holding them kept 1.4 of 2 cores
+# busy. With YNNPACK's fusions off, XLA's own kernels measured faster on every convolution tried
+# (0.3-0.9x a kernel) and on whole steps (CNN 0.77-0.87x, CNN-big 0.54x, both cores busy), while
+# dots are faster through YNNPACK (an MLP step 1.10x without it). So on CPU a program — a kernel, a
+# deferred step, a jtape.jit step — whose jaxpr holds a convolution is compiled without YNNPACK, and
+# everything else keeps XLA's defaults (docs/performance.md, ninth pass).
+NO_YNN = {"xla_cpu_experimental_ynn_fusion_type": ""}
+_OPTION_KNOWN: list = []          # [bool], once probed: does this jaxlib take the option?
 
 
-def _jitted(op: OpDef) -> Callable:
-    fn = _COMPILED.get(op.name)
+def _option_known() -> bool:
+    if not _OPTION_KNOWN:
+        try:
+            one = jax.device_put(np.float32(1), jax.devices("cpu")[0])
+            jax.jit(lambda x: x + 1, compiler_options=NO_YNN)(one).block_until_ready()
+            _OPTION_KNOWN.append(True)
+        except Exception:      # noqa: BLE001 — another jaxlib: XLA's defaults, as before
+            _OPTION_KNOWN.append(False)
+    return _OPTION_KNOWN[0]
+
+
+def convolves(jaxpr: Any) -> bool:
+    """Does a (closed) jaxpr hold a convolution — in it, or in any jaxpr nested in it (a nested jit,
+    a branch of ``lax.platform_dependent``)?"""
+    stack = [jaxpr]
+    while stack:
+        j = stack.pop()
+        j = getattr(j, "jaxpr", j)            # a ClosedJaxpr's Jaxpr
+        for eqn in j.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                return True
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (tuple, list)) else (value,):
+                    if hasattr(sub, "eqns") or hasattr(getattr(sub, "jaxpr", None), "eqns"):
+                        stack.append(sub)
+    return False
+
+
+class _Kernel:
+    """A CPU kernel until it knows whether it convolves: at its first call outside a trace it is
+    traced, and — if its jaxpr holds a convolution — jitted again without YNNPACK for calls outside
+    a trace (inside one, the program's own options apply: the plain jit). A kernel that does not
+    convolve puts the plain jit in its place, in the shared table and the backend's, so its later
+    calls go straight there."""
+
+    def __init__(self, op: OpDef, static: list, table: dict):
+        self.op, self.table = op, table
+        self.plain = jax.jit(op.kernels["jax"], static_argnames=static)
+        self.static, self.chosen = static, None
+
+    def __call__(self, *arrays: Any, **statics: Any) -> Any:
+        if self.chosen is self.plain:        # does not convolve (another backend's table still holds this)
+            return self.plain(*arrays, **statics)
+        if any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(arrays)):
+            return self.plain(*arrays, **statics)
+        if self.chosen is None:
+            if _option_known() and convolves(self.plain.trace(*arrays, **statics).jaxpr):
+                self.chosen = jax.jit(self.op.kernels["jax"], static_argnames=self.static, compiler_options=NO_YNN)
+            else:
+                self.chosen = _COMPILED[(self.op.name, True)] = self.table[self.op.name] = self.plain
+        return self.chosen(*arrays, **statics)
+
+
+def _jitted(op: OpDef, cpu: bool, table: dict) -> Callable:
+    fn = _COMPILED.get((op.name, cpu))
     if fn is None:
         static = [n for n in op.static_names if n not in op.dynamic]
-        fn = _COMPILED[op.name] = jax.jit(op.kernels["jax"], static_argnames=static)
+        if cpu:
+            fn = _COMPILED[(op.name, cpu)] = _Kernel(op, static, table)
+            return fn
+        fn = _COMPILED[(op.name, cpu)] = jax.jit(op.kernels["jax"], static_argnames=static)
     return fn
 
 
@@ -77,7 +143,14 @@ class JaxBackend(KernelBackend):
 
     def _compile(self, op: OpDef) -> Callable:
         super()._compile(op)       # a clear error if the op has no jax kernel
-        return _jitted(op)
+        return _jitted(op, self._jax_device.platform == "cpu", self._kernels)
+
+    def compiler_options(self, jaxpr: Any) -> dict | None:
+        """The XLA options for a program on this backend with this (closed) jaxpr — None: XLA's
+        defaults. On CPU, a program holding a convolution is compiled without YNNPACK (``NO_YNN``)."""
+        if self._jax_device.platform != "cpu" or not convolves(jaxpr) or not _option_known():
+            return None
+        return NO_YNN
 
     def _check_dtype_available(self, dtype: DataType) -> None:
         if dtype.x64 and not jax.config.jax_enable_x64:
