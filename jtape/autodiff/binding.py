@@ -102,11 +102,11 @@ class Binding:
     def install(self, arrays: tuple, grads: list | None) -> None:
         raws, states, buffers, keys = arrays
         for i, (p, raw) in enumerate(zip(self.params, raws)):
-            p.assign(raw)
+            p._swap(raw)
             raw.grad = None if grads is None else grads[i]
         for o, s in zip(self.optimizers, states):
             o.state = s
         for b, raw in zip(self.buffers, buffers):
-            b.assign(raw)
+            b._swap(raw)
         for g, k in zip(self.generators, keys):
             g.key = k

@@ -173,7 +173,6 @@ class TensorOperators:
             raise DTypeError(f"{sym}=: the result has dtype {new.dtype.value}, the tensor changed in place has dtype "
                              f"{old.dtype.value}; expected the same (write t = t {sym} x for a new tensor)")
         if not (recording and new.requires_grad and new.dtype.floating):     # not recorded: the same tensor, new values
-            new.requires_grad = old.requires_grad
             old.carry_state_to(new)
         self._raw = new
         return self

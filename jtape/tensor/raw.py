@@ -84,9 +84,10 @@ class RawTensor:
         return HookHandle(self.hooks, key)
 
     def carry_state_to(self, new: "RawTensor") -> None:
-        """Hand this tensor's gradient, hooks and name to ``new`` — for code that swaps the RawTensor
-        behind a Tensor (an optimizer step gives a Parameter new values), so they keep applying."""
-        new.grad, new.hooks, new.name = self.grad, self.hooks, self.name
+        """Hand this tensor's gradient, hooks, name and ``requires_grad`` to ``new`` — for code that
+        swaps the RawTensor behind a Tensor (an optimizer step gives a Parameter new values), so they
+        keep applying."""
+        new.grad, new.hooks, new.name, new.requires_grad = self.grad, self.hooks, self.name, self.requires_grad
 
     def __repr__(self) -> str:
         return f"RawTensor(shape={tuple(self.shape)}, dtype={self.dtype.value}, device={self.device.value})"

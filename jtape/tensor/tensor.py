@@ -20,7 +20,7 @@ from .dtype import DataType
 from .errors import ArgumentError, DTypeError, ShapeError, TapeError
 from .indexing import TensorIndexing
 from .methods import TensorMethods
-from .operators import TensorOperators
+from .operators import TensorOperators, _made_by_an_op
 from .raw import HookHandle, Pending, RawTensor, check_gradient
 from .shape import Device, Shape
 
@@ -170,20 +170,39 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
         self._raw.requires_grad = bool(flag)
         return self
 
-    def assign(self, raw: RawTensor) -> None:
-        """Make ``raw`` this tensor's RawTensor (same shape and dtype) — how an optimizer step gives
-        a Parameter new values without mutating any array. The gradient, hooks and name move with
-        it (``RawTensor.carry_state_to``), so ``.grad`` still reads the last gradient after a step."""
+    def assign(self, value: "Tensor | RawTensor") -> None:
+        """Swap in new values of the same shape and dtype — a Tensor (its values) or a RawTensor —
+        without mutating any array: how an optimizer step, or an update written by hand
+        (``p.assign(p - lr * p.grad)`` under ``no_grad``), gives a Parameter new values. What makes
+        this tensor itself moves to the new values (``RawTensor.carry_state_to``): the gradient (so
+        ``.grad`` still reads the last gradient after a step), hooks, name and ``requires_grad`` (a
+        trained parameter keeps getting gradients, a frozen one stays frozen). A value made by an
+        op the tape recorded is refused: its history would become this tensor's."""
         old = self._raw
+        raw = value._raw if isinstance(value, Tensor) else value
         if not isinstance(raw, RawTensor):
-            raise ArgumentError(f"{type(self).__name__}.assign: got a {type(raw).__name__}; expected a RawTensor")
+            raise ArgumentError(f"{type(self).__name__}.assign: got a {type(value).__name__}; expected a Tensor or a "
+                                f"RawTensor of shape {tuple(old.shape)} and dtype {old.dtype.value}")
         if raw.shape != old.shape:
             raise ShapeError(f"{type(self).__name__}.assign: got shape {tuple(raw.shape)}; expected {tuple(old.shape)}")
         if raw.dtype is not old.dtype:
             raise DTypeError(f"{type(self).__name__}.assign: got dtype {raw.dtype.value}; expected {old.dtype.value}")
         if raw is not old:
-            old.carry_state_to(raw)
-            self._raw = raw
+            if isinstance(value, Tensor) and raw.requires_grad and raw.dtype.floating and _recorded(raw, self.backend):
+                raise TapeError(f"{type(self).__name__}.assign: the new values (shape {tuple(raw.shape)}) were made "
+                                f"by an op the tape recorded, so their history would become this tensor's; write the "
+                                f"update inside `with jtape.no_grad():` (p.assign(p - lr * p.grad))")
+            if isinstance(raw.data, jax.core.Tracer) and not isinstance(old.data, jax.core.Tracer):
+                raise ArgumentError(f"{type(self).__name__}.assign: this tensor (shape {tuple(old.shape)}) was made "
+                                    f"outside the jax trace its new values come from (a jtape.jit step captured it); it "
+                                    f"would be left holding a tracer. Expected it in the step's state=[...] (a "
+                                    f"Parameter, Buffer or Module)")
+            self._swap(raw)
+
+    def _swap(self, raw: RawTensor) -> None:
+        """``assign`` without its checks: jtape.jit puts its tracers in and the caller's arrays back."""
+        self._raw.carry_state_to(raw)
+        self._raw = raw
 
     def detach(self) -> "Tensor":
         """The same values as a new constant leaf: no recorded op produced it, no gradient flows to it."""
@@ -276,6 +295,12 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
     def _new(self, raw: RawTensor) -> "Tensor":
         """A result on this tensor's backend (always a plain Tensor, also for a Parameter)."""
         return Tensor(raw, self.backend)
+
+
+def _recorded(raw: RawTensor, backend: Any) -> bool:
+    """Is ``raw`` the output of an op on ``backend``'s tape (``Tensor.assign`` refuses it)?"""
+    tape = getattr(backend, "tape", None)
+    return tape is not None and _made_by_an_op(raw, tape())
 
 
 def install_op_method(op: Any) -> None:
