@@ -162,8 +162,8 @@ def _jtape_raw_mlp(backend: Any, weights: list, xt: Any, yt: Any, tensor: Any = 
         loss.backward()
         with backend.no_grad():
             for p in params:
-                p.assign((p - LR * p.grad).raw())      # made under no_grad: want gradients again
-                p.requires_grad_()
+                p.assign((p - LR * p.grad).raw())      # (.raw() and requires_grad_(): so ab_revision.py can run
+                p.requires_grad_()                     # this on trees whose assign took a RawTensor and kept its flag)
                 p.grad = None
         return loss
     return _timed(step, (xt, yt), params)

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import jax
 import numpy as np
+from jax.core import Tracer
 
 from . import interop, serialize
 from .dtype import DataType
@@ -192,12 +193,13 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
                 raise TapeError(f"{type(self).__name__}.assign: the new values (shape {tuple(raw.shape)}) were made "
                                 f"by an op the tape recorded, so their history would become this tensor's; write the "
                                 f"update inside `with jtape.no_grad():` (p.assign(p - lr * p.grad))")
-            if isinstance(raw.data, jax.core.Tracer) and not isinstance(old.data, jax.core.Tracer):
+            if isinstance(raw.data, Tracer) and not isinstance(old.data, Tracer):
                 raise ArgumentError(f"{type(self).__name__}.assign: this tensor (shape {tuple(old.shape)}) was made "
                                     f"outside the jax trace its new values come from (a jtape.jit step captured it); it "
                                     f"would be left holding a tracer. Expected it in the step's state=[...] (a "
                                     f"Parameter, Buffer or Module)")
-            self._swap(raw)
+            old.carry_state_to(raw)       # (as _swap: written out, an optimizer step calls this per parameter)
+            self._raw = raw
 
     def _swap(self, raw: RawTensor) -> None:
         """``assign`` without its checks: jtape.jit puts its tracers in and the caller's arrays back."""
