@@ -117,8 +117,11 @@ NEW_OPS = {
              lambda a, b, p, e: b * jnp.prod(jnp.tanh(a) + 1.5, axis=_dim(p), keepdims=True)),
     "var": ("reduction2", lambda a, b, p, e: b + a.var(_dims(p), keepdim=True),
             lambda a, b, p, e: b + jnp.var(a, axis=_dims(p), keepdims=True, ddof=1)),
-    "std": ("reduction2", lambda a, b, p, e: b * a.std(_inner_dim(p), keepdim=True, correction=0),
-            lambda a, b, p, e: b * jnp.std(a, axis=_inner_dim(p), keepdims=True)),
+    # (std of tanh(a) + a ramp: a layout op before it (triu, tril) can zero a whole row, whose std is
+    # 0, where sqrt has no derivative in jtape or the oracle; the ramp's neighbours differ by 3 or
+    # more along every dim but the batch, and tanh by less than 2, so no row is ever constant)
+    "std": ("reduction2", lambda a, b, p, e: b * (a.tanh() + e.ramp).std(_inner_dim(p), keepdim=True, correction=0),
+            lambda a, b, p, e: b * jnp.std(jnp.tanh(a) + e.ramp, axis=_inner_dim(p), keepdims=True)),
     # (away from 0, as prod: a layout op before it (triu, tril) can zero a whole row, where the norm
     # has no derivative in jtape or the oracle)
     "norm": ("reduction2", lambda a, b, p, e: b * (a.tanh() - 1.5).norm(2, _dim(p), keepdim=True),

@@ -113,3 +113,29 @@ def test_one_program_with_every_op_matches_jax_grad(inner_name):
         "arithmetic", "scalar", "unary", "activation", "matmul", "conv", "loss", "reduction", "shape",
         "indexing", "cast", "powers", "piecewise", "unary2", "activation2", "reduction2", "layout", "indexing2",
         "einsum", "conv2"}
+
+
+@pytest.mark.parametrize("inner_name", ["jax", "numpy"])
+@pytest.mark.parametrize("layout", ["triu", "tril"])
+def test_std_after_a_layout_op_that_zeroes_rows_stays_where_both_have_a_derivative(inner_name, layout):
+    """A run drew abs, triu, std (JTAPE_SEED=1783232214): triu zeroed a whole row, whose std is 0,
+    where sqrt has no derivative — the oracle's gradient was NaN and the test failed on the oracle.
+    Every dim std reduces over, after each diagonal triu and tril take, at each batch size."""
+    for p in range(6):                       # _inner_dim(p): dims 1, 2, 3 and -3, -2, -1
+        for diagonal in range(3):            # (p % 3 - 1: -1, 0, 1)
+            for batch in BATCHES:
+                program = [("abs", 0, 0, 0), (layout, 2, 2, diagonal), ("std", 3, 3, p)]   # each reads the last
+                check_program(inner_name, program, data_seed=0, batch=batch, count=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["triu", "tril"])
+def test_every_op_after_a_layout_op_that_zeroes_rows_matches_jax_grad(layout):
+    """The family of the case above: each op of the table reading the output of triu or tril at each
+    diagonal (rows and columns of zeros: ties for max/min, zeros for sqrt/log-like ops, constant
+    rows for std and norm), for each static the op's ``p`` picks from."""
+    for name in sorted(OPS):
+        for diagonal in range(3):
+            for p in range(6):
+                check_program("jax", [("abs", 0, 0, 0), (layout, 2, 2, diagonal), (name, 3, 3, p)],
+                              data_seed=0, batch=1, count=False)
