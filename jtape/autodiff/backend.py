@@ -22,6 +22,7 @@ from ..tensor.errors import BackendError
 from ..tensor.raw import RawTensor
 from ..tensor.registry import OpDef, subscribe
 from ..tensor.shape import Device
+from ..tensor.tensor import Tensor
 from .anomaly import SWITCHES
 from .deferred import Deferred
 from .grad_mode import no_grad
@@ -221,6 +222,19 @@ def plain(backend: Any) -> Any:
     or ``backend`` itself."""
     inner = getattr(backend, "inner", None)
     return backend if inner is None else inner()
+
+
+def index_checker(x: Any) -> Any:
+    """The backend that checks the index ranges of ``x``'s array — a Tensor's plain inner backend,
+    if it has ``index_range`` — or None (a RawTensor, or a backend without the check)."""
+    backend = plain(x.backend) if isinstance(x, Tensor) else None
+    return backend if hasattr(backend, "index_range") else None
+
+
+def options_backend(backends: Any) -> Any:
+    """The first of ``backends`` (as plain inner backends) that picks XLA options for its programs
+    (``compiler_options``: JaxBackend), or None."""
+    return next((plain(b) for b in backends if hasattr(plain(b), "compiler_options")), None)
 
 
 _restored: dict[tuple[int, bool], AutodiffBackend] = {}

@@ -36,8 +36,9 @@ from ..tensor.raw import RawTensor
 from ..tensor.raw import _flatten as _flatten_raw
 from ..tensor.tensor import Tensor
 from ..tensor.tensor import _flatten as _flatten_tensor, _unflatten as _unflatten_tensor
-from .backend import plain
+from .backend import index_checker, options_backend, plain
 from .binding import Binding
+from .jitted import options_for
 from .steady import Steady
 from .tape import GradientTape
 
@@ -159,8 +160,7 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
         """The jitted ``flat`` for ``plan``: with the XLA options its backend asks for a program like it
         (traced once to see: JaxBackend on CPU compiles a program that convolves without YNNPACK)."""
         if plan.jitted is None:
-            options = getattr(plan.inner, "compiler_options", None)
-            chosen = None if options is None else options(compiled_flat.trace(plan, *arrays).jaxpr)
+            chosen = options_for(plan.inner, compiled_flat, plan, *arrays)
             plan.jitted = compiled_flat if chosen is None else jax.jit(flat, static_argnums=0, compiler_options=chosen)
         return plan.jitted
 
@@ -251,7 +251,7 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
         if place is None:      # the program's static argument: a _Plan, hashed and compared by identity
             key, state, grads = plan_of(binding.mode(), signature, binding.arrays(), binding.grads())
             if key.inner is None:      # the backend whose compiler options the program takes
-                key.inner = next((plain(b) for b in found.values() if hasattr(plain(b), "compiler_options")), None)
+                key.inner = options_backend(found.values())
             return key, state, grads, leaf_arrays, given
         return (binding.mode(), signature), None, None, leaf_arrays, given
 
@@ -261,7 +261,7 @@ def jit(fn: Callable | None = None, *, state: Sequence[Any] = (), mesh: Any = No
         if place is None:
             plan, state, grads = plan_of(binding.mode(), signature, binding.arrays(), binding.grads())
             if plan.inner is None:
-                plan.inner = next((plain(b) for b in backends.values() if hasattr(plain(b), "compiler_options")), None)
+                plan.inner = options_backend(backends.values())
             return jitted_for(plan, (state, grads, leaf_arrays)).lower(plan, state, grads, leaf_arrays)
         inputs = (binding.arrays(), binding.grads(), args, kwargs)
         return compiled.lower((binding.mode(), signature), *place(*inputs))
@@ -299,8 +299,7 @@ def _examine(leaves: list, tree: Any) -> tuple:
         arrays.append(data)
         sig.append((meta, getattr(data, "shape", None), getattr(data, "dtype", type(data))))
         if meta is not None:
-            checker = None if meta[0] is None else plain(leaf.backend)
-            given.append((data, checker if hasattr(checker, "index_range") else None))
+            given.append((data, index_checker(leaf)))
     return (tree, tuple(sig)), given, arrays
 
 

@@ -26,8 +26,7 @@ class Jitted:
         self.chosen: Any = None          # None: not chosen yet
 
     def _choose(self, args: tuple) -> Any:
-        options = getattr(self.inner, "compiler_options", None)
-        wanted = None if options is None else options(self.plain.trace(*args).jaxpr)
+        wanted = options_for(self.inner, self.plain, *args)
         self.chosen = self.plain if wanted is None else jax.jit(self.fn, compiler_options=wanted)
         return self.chosen
 
@@ -43,6 +42,13 @@ class Jitted:
         if traced(args):
             return self.plain.lower(*args)
         return (self.chosen or self._choose(args)).lower(*args)
+
+
+def options_for(inner: Any, jitted: Any, *args: Any) -> dict | None:
+    """The XLA options ``inner`` asks for the program ``jitted(*args)`` (traced to see its jaxpr);
+    None — XLA's defaults — from a backend without ``compiler_options``."""
+    options = getattr(inner, "compiler_options", None)
+    return None if options is None else options(jitted.trace(*args).jaxpr)
 
 
 def traced(args: Any) -> bool:

@@ -31,7 +31,7 @@ from jax.core import Tracer
 
 from ..tensor.raw import RawTensor
 from ..tensor.tensor import Tensor
-from .backend import plain
+from .backend import index_checker
 
 
 class Steady:
@@ -62,10 +62,8 @@ class Steady:
             data = raw.data
             if not isinstance(data, jax.Array) or isinstance(data, Tracer):
                 return
-            checker = plain(a.backend) if isinstance(a, Tensor) else None
             arg_info.append((a.__class__, getattr(a, "backend", None), raw.shape, raw.dtype, raw.device,
-                             raw.requires_grad, data.__class__, data.shape, data.dtype,
-                             checker if hasattr(checker, "index_range") else None))
+                             raw.requires_grad, data.__class__, data.shape, data.dtype, index_checker(a)))
         self.mode, self.arg_info = mode, arg_info
         self.renew(plan, installed, grad_arrays)
         self.param_flags = [raw.requires_grad for raw, _ in self.params]

@@ -198,8 +198,7 @@ class Tensor(TensorOperators, TensorMethods, TensorIndexing):
                                     f"outside the jax trace its new values come from (a jtape.jit step captured it); it "
                                     f"would be left holding a tracer. Expected it in the step's state=[...] (a "
                                     f"Parameter, Buffer or Module)")
-            old.carry_state_to(raw)       # (as _swap: written out, an optimizer step calls this per parameter)
-            self._raw = raw
+            self._swap(raw)
 
     def _swap(self, raw: RawTensor) -> None:
         """``assign`` without its checks: jtape.jit puts its tracers in and the caller's arrays back."""

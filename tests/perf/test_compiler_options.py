@@ -17,6 +17,8 @@ from jtape.autodiff.jitted import Jitted
 from jtape.backends import JaxBackend
 from jtape.backends import jax_backend
 
+from ..training import cross_entropy_step
+
 pytestmark = pytest.mark.skipif(not jax_backend._option_known(), reason="this jaxlib has no YNNPACK option")
 
 
@@ -61,11 +63,9 @@ def _mlp(backend):
 
 
 def _train(model, opt, x, y, steps=4):
+    step = cross_entropy_step(model, opt)
     for _ in range(steps):
-        loss = model(x).cross_entropy(y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
+        loss = step(x, y)
     return float(loss.item())
 
 
@@ -74,7 +74,7 @@ def test_deferred_programs_take_the_options_their_backend_asks_for(make, convolv
     backend = autodiff.new(JaxBackend("cpu"))
     model, x, y = make(backend)
     _train(model, optim.SGD(model.parameters(), lr=0.1), x, y)
-    programs = [e[0] if isinstance(e, list) else e[0] for e in backend._deferred.programs.values()]
+    programs = [e[0] for e in backend._deferred.programs.values()]     # (jitted, ...) or [jitted, called]
     chosen = [p for p in programs if isinstance(p, Jitted) and p.chosen is not None]
     assert chosen, "no deferred program ran"
     assert all((p.chosen is not p.plain) == convolves for p in chosen)
@@ -86,13 +86,7 @@ def test_a_jtape_jit_step_is_compiled_with_the_options_its_backend_asks_for(make
     model, x, y = make(backend)
     opt = optim.SGD(model.parameters(), lr=0.1)
 
-    @jtape.jit(state=[model, opt])
-    def step(x, y):
-        loss = model(x).cross_entropy(y)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-        return loss
+    step = jtape.jit(cross_entropy_step(model, opt), state=[model, opt])
     step(x, y)
     text = step.lower(x, y).compile().as_text()
     if convolves:
@@ -102,12 +96,10 @@ def test_a_jtape_jit_step_is_compiled_with_the_options_its_backend_asks_for(make
     model2, x2, y2 = make(eager_backend)
     opt2 = optim.SGD(model2.parameters(), lr=0.1)
     _train(model2, opt2, x2, y2, steps=1)     # the step above
+    eager = cross_entropy_step(model2, opt2)
     for _ in range(3):
         step(x, y)
-        loss = model2(x2).cross_entropy(y2)
-        loss.backward()
-        opt2.step()
-        opt2.zero_grad()
+        eager(x2, y2)
     for p, q in zip(model.parameters(), model2.parameters()):
         np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-5, atol=1e-6)
 

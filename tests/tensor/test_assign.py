@@ -15,14 +15,10 @@ import pytest
 
 import jtape
 from jtape import autodiff, nn, optim, tensor
-from jtape.backends import JaxBackend, NumpyBackend
+from jtape.backends import JaxBackend
 from jtape.tensor.errors import ArgumentError, DTypeError, ShapeError, TapeError
 
-MODES = {
-    "deferred": lambda: autodiff.new(JaxBackend("cpu")),
-    "op by op": lambda: autodiff.new(JaxBackend("cpu"), defer=False),
-    "numpy": lambda: autodiff.new(NumpyBackend()),
-}
+from .test_inplace import MODES          # deferred, op by op, NumPy: the modes t -= x is checked in
 RNG = np.random.default_rng(11)
 X = RNG.standard_normal((8, 5)).astype(np.float32)
 Y = RNG.integers(0, 3, 8).astype(np.int32)
