@@ -47,7 +47,7 @@ from jax.core import Tracer
 from ..tensor.raw import Pending, RawTensor
 from ..tensor.registry import REGISTRY, OpDef
 from .programs import (Key, Node, alive, chained_program, compile_program, describe, flat_inputs, joined_program,
-                       needed, outside, walkable)
+                       needed, outside, scalar_arguments, walkable)
 from .promised import Owed, Prepared, grads_held, sources_in
 from .tape import GradientTape
 
@@ -260,7 +260,7 @@ class Deferred:
             external = outside(outs, described.inner)
         uses = described.uses
         outputs = [i for i in range(len(outs)) if external[i] > uses[i]]     # held by more than the walked tape
-        args, scalars, keep = described.args, described.scalars, described.keep
+        args, scalars, keep = described.args, scalar_arguments(described.scalars), described.keep
         spec = described.spec + (tuple(outputs),)
         described = None
         count, spec = self._count(Key(spec))

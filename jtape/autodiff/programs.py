@@ -10,6 +10,7 @@ import sys
 from contextlib import nullcontext
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from ..tensor.dtype import DataType
@@ -65,6 +66,33 @@ def chained_program(first: Any, second: Any, sources: tuple, grads: bool) -> Any
             arrays2[k] = gs[j] if kind else values[j]
         return (values, gs if grads else (), ranges), second(arrays2)
     return Jitted(chained, first.inner)
+
+
+_SCALAR_ARRAYS: dict = {}
+MAX_SCALAR_ARRAYS = 256
+
+
+def scalar_arguments(scalars: list) -> list:
+    """A program's traced scalars as the 0-d arrays jit makes of them (same dtype, weakly typed): a
+    Python number passed to a jitted function is put on the device at every call (≈10 µs on a CPU,
+    as much as a small step's whole program), an array is not. The arrays of recent values are kept
+    — a step's scalars rarely change — keyed by type, value and jax's x64 mode; not a float zero
+    (0.0 == -0.0) nor a NaN (never equal to itself): those are put on the device each time."""
+    x64 = jax.config.jax_enable_x64
+    out = []
+    for v in scalars:
+        cls = v.__class__
+        if cls is float and not (v == v and v != 0.0) or (cls is not float and cls is not int and cls is not bool):
+            out.append(jax.device_put(v))
+            continue
+        key = (cls, v, x64)
+        a = _SCALAR_ARRAYS.get(key)
+        if a is None:
+            if len(_SCALAR_ARRAYS) >= MAX_SCALAR_ARRAYS:
+                _SCALAR_ARRAYS.clear()
+            a = _SCALAR_ARRAYS[key] = jax.device_put(v)
+        out.append(a)
+    return out
 
 
 def walkable(ops: list, seeds: dict) -> bool:

@@ -1,4 +1,4 @@
-"""Scalars that change every step do not change a deferred step's program.
+"""Scalars that change every step do not change a deferred step's program; they reach it as arrays.
 
 A deferred program is cached by the step's structure. A Python number given to an op (mul_scalar's
 value, leaky_relu's slope, pad's fill value, a learning rate in a hand-written update) is an
@@ -10,7 +10,9 @@ structure (``Operation.concrete``: pow_scalar's exponent).
 
 Checked: such steps compile a bounded number of programs, and give what the op-by-op path gives —
 values, gradients and trained parameters — in float32 and float16, and an int scalar on a pending
-index."""
+index. The program takes each scalar as the 0-d array jit would make of it, kept for recent values
+(``programs.scalar_arguments``: a Python number would be put on the device at every call): exact for
+signed zeros, NaNs, infinities and denormals in every float dtype, and per x64 mode."""
 
 from __future__ import annotations
 
@@ -145,3 +147,100 @@ def test_a_traced_scalar_under_a_users_jax_jit():
     with pytest.raises(DTypeError, match=r"^add_scalar: got a traced scalar for a tensor of dtype int32; expected a "
                                          r"Python int"):
         jax.jit(lambda s: inner.add_scalar(i, s).data)(np.int32(2))
+
+
+# -- the scalars as arrays: a program takes each traced scalar as a 0-d array, kept for recent values ----
+
+def _bits(a: np.ndarray) -> tuple:
+    """Everything that tells two results apart: the dtype and the bytes (a zero's sign, a NaN)."""
+    a = np.asarray(a)
+    return str(a.dtype), a.tobytes()
+
+
+def _scaled(defer: bool, values: list, dtype: str = "float32") -> list:
+    """``x * s + s`` read back for each s, a step each (the same structure: compiled from the second)."""
+    backend = autodiff.new(JaxBackend(TEST_DEVICE), defer=defer)
+    x = tensor.from_numpy(np.array([1.0, -2.0, 0.1], np.float32), backend)
+    x = x if dtype == "float32" else x.to(dtype)
+    return [((x * s) + s).numpy() for s in values]
+
+
+SPECIAL = [0.0, -0.0, 0.0, -0.0, float("nan"), 1.0, float("nan"), float("inf"), -float("inf"), 0.1, 0.1, -0.0,
+           3, 3, 0, -1, 1e-45, -1e-45, 1e-45]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+def test_special_scalars_are_exact(dtype, monkeypatch):
+    """A zero's sign (0.0 == -0.0, one hash), NaN (not equal to itself), ±inf, ints and denormals:
+    each step's result is, to the bit, what the same program gives when handed the Python number
+    itself (jit's own conversion) — a scalar's array kept for one value is never handed out for
+    another that compares equal — and what the op-by-op path gives (to rounding: a program may fuse
+    ``x * s + s``), with the same zero signs, NaNs and infinities."""
+    from jtape.autodiff import deferred
+
+    got = _scaled(True, SPECIAL, dtype)
+    ops = _scaled(False, SPECIAL, dtype)
+    monkeypatch.setattr(deferred, "scalar_arguments", list)       # the numbers themselves
+    assert [_bits(a) for a in got] == [_bits(a) for a in _scaled(True, SPECIAL, dtype)]
+    for a, b in zip(got, ops):
+        a, b = a.astype(np.float64), b.astype(np.float64)
+        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
+        np.testing.assert_allclose(a, b, rtol=1e-2 if dtype in ("float16", "bfloat16") else 1e-6, equal_nan=True)
+
+
+def test_scalar_arrays_follow_jaxs_x64_mode(monkeypatch):
+    """The same Python number is float32 without x64 and float64 with it: an array kept from one mode
+    is not used in the other (0.1 in float32 would change a float64 step's result)."""
+    import jax
+
+    from jtape.autodiff import deferred, programs
+
+    def scaled(dtype: str) -> list:
+        return [_bits(a) for a in _scaled(True, [0.1, 0.1, 0.1], dtype)]
+
+    with monkeypatch.context() as m:
+        m.setattr(deferred, "scalar_arguments", list)      # the numbers themselves
+        with_x64 = scaled("float64")
+        with jax.enable_x64(False):
+            without = scaled("float32")
+    monkeypatch.setattr(programs, "_SCALAR_ARRAYS", {})
+    with jax.enable_x64(False):
+        assert scaled("float32") == without        # a float32 array kept for 0.1 ...
+    assert scaled("float64") == with_x64           # ... is not the float64 step's
+
+
+def test_scalar_arguments_are_what_jit_makes_of_the_number_and_the_kept_arrays_are_bounded():
+    import jax
+
+    from jtape.autodiff import programs
+
+    for v in (0.5, -0.0, 2, True, np.float32(1.5), np.int32(7), 1e300):
+        (a,) = programs.scalar_arguments([v])
+        traced = jax.jit(lambda s: s)(v)              # what jit makes of a number it is given
+        assert (a.dtype, a.weak_type, _bits(a)) == (traced.dtype, traced.weak_type, _bits(traced)), v
+    for i in range(3 * programs.MAX_SCALAR_ARRAYS):      # a learning rate that changes every step
+        programs.scalar_arguments([1.0 / (i + 1)])
+        assert len(programs._SCALAR_ARRAYS) <= programs.MAX_SCALAR_ARRAYS
+    a, b = programs.scalar_arguments([0.25]), programs.scalar_arguments([0.25])
+    assert a[0] is b[0]                                   # a repeated value: the same array, no new transfer
+
+
+def test_a_deferred_program_is_called_with_arrays_only(monkeypatch):
+    """The point of it: no Python number reaches the jitted program (jax would put it on the device
+    at every call)."""
+    import jax
+
+    from jtape.autodiff import jitted
+
+    calls = []
+    plain = jitted.Jitted.__call__
+
+    def spy(self, *args):
+        calls.append(jax.tree_util.tree_leaves(args))
+        return plain(self, *args)
+
+    monkeypatch.setattr(jitted.Jitted, "__call__", spy)
+    _train(defer=True, steps=4)
+    assert calls, "no deferred program ran"
+    assert all(isinstance(leaf, jax.Array) for leaves in calls for leaf in leaves), \
+        [type(leaf).__name__ for leaves in calls for leaf in leaves if not isinstance(leaf, jax.Array)]
