@@ -159,7 +159,10 @@ def gradient(tape: Any, backend: Any, target: Any, sources: Any, output_gradient
                              f"expected one each")
     raws = [_raw(t, "gradient") for t in targets]
     is_leaf = lambda x: isinstance(x, (Tensor, RawTensor))  # noqa: E731
-    leaves = jax.tree_util.tree_leaves(sources, is_leaf=is_leaf)
+    # A list or tuple of tensors, the usual call, is its own list of leaves (jax's tree functions
+    # cost a training step of small tensors more than its program call)
+    flat = sources.__class__ in (list, tuple) and all(isinstance(s, (Tensor, RawTensor)) for s in sources)
+    leaves = list(sources) if flat else jax.tree_util.tree_leaves(sources, is_leaf=is_leaf)
     raw_sources = [_raw(s, "gradient") for s in leaves]
     grads = None
     if (not create_graph and output_gradients is None and len(set(raws)) == len(raws)
@@ -184,4 +187,6 @@ def gradient(tape: Any, backend: Any, target: Any, sources: Any, output_gradient
             return g
         return Tensor(g, src.backend)
 
+    if flat:
+        return sources.__class__([lookup(s) for s in sources])
     return jax.tree_util.tree_map(lookup, sources, is_leaf=is_leaf)

@@ -212,6 +212,41 @@ def test_gradient_tf_style(backend):
         tape.gradient(y, [x], unconnected_gradients="nope")
 
 
+def test_gradient_keeps_the_sources_structure(backend):
+    """A flat list or tuple (the fast path, without jax's tree functions) and every other nest give
+    the same gradients in the same structure: list, tuple, a Parameter, RawTensors mixed in, a
+    namedtuple, a dict, a list of lists, an empty list."""
+    from collections import namedtuple
+
+    from jtape import nn
+
+    x = tensor.from_slice([1.0, 2.0], (2,), backend)
+    w = nn.Parameter(tensor.from_slice([3.0], (1,), backend))
+    unused = tensor.ones((3,), backend)
+    Pair = namedtuple("Pair", "x w")
+
+    def grads(sources):
+        y = (x * w).sum()
+        return backend.tape().gradient(y, sources)
+
+    g = grads([x, w.raw(), unused])
+    assert type(g) is list and isinstance(g[0], tensor.Tensor) and not isinstance(g[1], tensor.Tensor)
+    np.testing.assert_allclose(arr(g[0]), [3.0, 3.0])
+    np.testing.assert_allclose(backend.to_numpy(g[1]), [3.0])
+    assert g[2] is None
+    g = grads((w, x))
+    assert type(g) is tuple and type(g[0]) is tensor.Tensor      # a Parameter's gradient is a plain Tensor
+    np.testing.assert_allclose(arr(g[0]), [3.0])
+    g = grads(Pair(x, w))
+    assert type(g) is Pair
+    np.testing.assert_allclose(arr(g.w), [3.0])
+    g = grads([[x], (w,)])
+    assert type(g) is list and type(g[0]) is list and type(g[1]) is tuple
+    np.testing.assert_allclose(arr(g[1][0]), [3.0])
+    assert grads([]) == []
+    assert backend.tape().gradient((x * w).sum(), [unused], unconnected_gradients="zero")[0].shape == (3,)
+
+
 def test_deep_chain_is_iterative(backend):
     # Far deeper than Python's recursion limit: the walk must not recurse.
     x = tensor.from_slice([1.0], (1,), backend)
