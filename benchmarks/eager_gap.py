@@ -6,6 +6,7 @@ program itself costs more than the compiled one.
 
     python benchmarks/eager_gap.py                       # CNN, 40 rounds
     python benchmarks/eager_gap.py --workload MLP-born --rounds 200
+    python benchmarks/eager_gap.py --workload MLP --raw          # the update written by hand
 
 (Absolute times are for the record; compare the three within one run.)
 """
@@ -30,11 +31,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", default="CNN", choices=[k for k, w in WORKLOADS.items() if w.kind != "chain"])
     parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--raw", action="store_true", help="the MLPs' step with tensor ops and an update written by hand")
     args = parser.parse_args(argv)
     w = WORKLOADS[args.workload]
     x, y, weights = inputs(w)
     variants = jtape_variants(w, "cpu", weights, x, y)
-    eager, compiled = variants["jtape eager"], variants["jtape compiled"]
+    eager, compiled = variants["jtape eager raw" if args.raw else "jtape eager"], variants["jtape compiled"]
     for _ in range(5):                      # first sight, compile, steady state
         eager()
         compiled()

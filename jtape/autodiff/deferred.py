@@ -253,11 +253,16 @@ class Deferred:
         described = describe(nodes, outs, walk)
         external = outside(outs, described.inner)
         if min(external, default=1) <= 0:
-            # Results held only by other pending ops: drop what nothing can read, describe again
-            # (rare: a step's tape holds each result it makes). Rebinding frees the dropped ops.
-            nodes, outs = needed(nodes, outs, external)
-            described = describe(nodes, outs, walk)
-            external = outside(outs, described.inner)
+            # Results held only by other pending ops (an update written by hand under no_grad: its
+            # ``lr * p.grad``): drop what nothing can read — ops whose results only dropped ops read
+            # — and describe again if any was dropped. Rebinding frees the dropped ops.
+            kept, kept_outs = needed(nodes, outs, external)
+            if len(kept) < len(nodes):
+                nodes, outs = kept, kept_outs
+                kept = kept_outs = None     # (before counting: these lists would be references too)
+                described = describe(nodes, outs, walk)
+                external = outside(outs, described.inner)
+            kept = kept_outs = None
         uses = described.uses
         outputs = [i for i in range(len(outs)) if external[i] > uses[i]]     # held by more than the walked tape
         args, scalars, keep = described.args, scalar_arguments(described.scalars), described.keep

@@ -45,6 +45,42 @@ def test_a_no_grad_update_loop_equals_op_by_op():
     np.testing.assert_allclose(_update_loop(True), _update_loop(False), rtol=1e-6)
 
 
+def _intermediates(defer: bool, drop: bool, monkeypatch=None) -> tuple:
+    """Pending results held only by other pending ops: ``(x * 0.5) * w`` and ``(that - 1.0).exp()``
+    under no_grad keep only the last result; with ``drop`` also a chain nobody can read any more.
+    Returns the values read and how many times the flush described its ops."""
+    from jtape.autodiff import deferred
+
+    described = []
+    if monkeypatch is not None:
+        plain = deferred.describe
+        monkeypatch.setattr(deferred, "describe", lambda *a: described.append(1) or plain(*a))
+    backend = _backend(defer)
+    x = tensor.from_numpy(np.array([1.0, -2.0, 3.0], np.float32), backend)
+    w = tensor.from_numpy(np.array([0.5, 0.25, -1.0], np.float32), backend)
+    out = []
+    for step in range(3):                      # the second and third flush run compiled
+        with backend.no_grad():
+            kept = ((x * 0.5) * w - 1.0).exp()
+            if drop:
+                lost = (x + 2.0) * 3.0          # held only by the ops that make it, then not at all
+                del lost
+        out.append(kept.numpy().copy())
+    return out, len(described)
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_results_held_only_by_pending_ops(drop, monkeypatch):
+    """An intermediate read by a kept op is computed inside the program; an op whose result nothing
+    can read is dropped. The ops are described again only when one was dropped (an update written
+    by hand has such intermediates every step: one description per flush, not two)."""
+    got, described = _intermediates(True, drop, monkeypatch)
+    want, _ = _intermediates(False, drop)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert described == (6 if drop else 3), described
+
+
 def test_a_pending_tensor_handed_to_the_inner_backend_runs_first():
     backend = _backend(True)
     x = tensor.from_numpy(np.array([1.0, -2.0], np.float32), backend)
