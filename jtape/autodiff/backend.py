@@ -102,8 +102,7 @@ class AutodiffBackend:
 
     def tensor_backward(self, t: Any, grad: Any = None, **options: Any) -> None:
         """``Tensor.backward`` on this backend's tape (see ``jtape.autodiff.engine.tensor_backward``)."""
-        from .engine import tensor_backward
-        tensor_backward(t, grad, **options)
+        _tensor_backward(t, grad, **options)
 
     def __repr__(self) -> str:
         return f"AutodiffBackend({self._inner!r}, {self._tape!r})"
@@ -253,3 +252,8 @@ def restore(inner: Backend, deferred: bool) -> AutodiffBackend:
         if found is None:
             found = _restored[key] = new(inner, defer=deferred)
         return found
+
+
+# Imported last: the engine imports ``plain`` from here (an import inside ``tensor_backward`` cost
+# every training step its lookup)
+from .engine import tensor_backward as _tensor_backward  # noqa: E402
