@@ -256,13 +256,11 @@ class Deferred:
             # Results held only by other pending ops (an update written by hand under no_grad: its
             # ``lr * p.grad``): drop what nothing can read — ops whose results only dropped ops read
             # — and describe again if any was dropped. Rebinding frees the dropped ops.
-            kept, kept_outs = needed(nodes, outs, external)
-            if len(kept) < len(nodes):
-                nodes, outs = kept, kept_outs
-                kept = kept_outs = None     # (before counting: these lists would be references too)
+            kept = needed(nodes, outs, external)
+            if kept is not None:
+                nodes, outs = kept      # (``kept`` holds these very lists: no reference more to a result)
                 described = describe(nodes, outs, walk)
                 external = outside(outs, described.inner)
-            kept = kept_outs = None
         uses = described.uses
         outputs = [i for i in range(len(outs)) if external[i] > uses[i]]     # held by more than the walked tape
         args, scalars, keep = described.args, scalar_arguments(described.scalars), described.keep

@@ -161,7 +161,7 @@ def gradient(tape: Any, backend: Any, target: Any, sources: Any, output_gradient
     is_leaf = lambda x: isinstance(x, (Tensor, RawTensor))  # noqa: E731
     # A list or tuple of tensors, the usual call, is its own list of leaves (jax's tree functions
     # cost a training step of small tensors more than its program call)
-    flat = sources.__class__ in (list, tuple) and all(isinstance(s, (Tensor, RawTensor)) for s in sources)
+    flat = sources.__class__ in (list, tuple) and all(is_leaf(s) for s in sources)
     leaves = list(sources) if flat else jax.tree_util.tree_leaves(sources, is_leaf=is_leaf)
     raw_sources = [_raw(s, "gradient") for s in leaves]
     grads = None

@@ -82,7 +82,8 @@ def scalar_arguments(scalars: list) -> list:
     out = []
     for v in scalars:
         cls = v.__class__
-        if cls is float and not (v == v and v != 0.0) or (cls is not float and cls is not int and cls is not bool):
+        kept = (v == v and v != 0.0) if cls is float else (cls is int or cls is bool)
+        if not kept:
             out.append(jax.device_put(v))
             continue
         key = (cls, v, x64)
@@ -255,10 +256,11 @@ def flat_inputs(inputs: list) -> list:
     return [t for x in inputs for t in (x if x.__class__ is tuple else (x,))]
 
 
-def needed(nodes: list[Node], outs: list[RawTensor], external: list[int]) -> tuple[list[Node], list[RawTensor]]:
+def needed(nodes: list[Node], outs: list[RawTensor], external: list[int]) -> tuple[list[Node], list[RawTensor]] | None:
     """The pending ops whose results can still be read: referenced from outside the pending ops
     (``external``, from ``outside``), or read by such an op, transitively. The rest — chains of
-    results held only by each other — are dropped unrun. Returns them and their results."""
+    results held only by each other — are dropped unrun. Returns them and their results, or None
+    when every op is still needed (a result held only by the op that reads it)."""
     keep = [e > 0 for e in external]
     index = {id(out): i for i, out in enumerate(outs)}
     for i in range(len(nodes) - 1, -1, -1):
@@ -268,6 +270,8 @@ def needed(nodes: list[Node], outs: list[RawTensor], external: list[int]) -> tup
                 if j is not None:
                     keep[j] = True
     kept = [i for i in range(len(nodes)) if keep[i]]
+    if len(kept) == len(nodes):
+        return None
     return [nodes[i] for i in kept], [outs[i] for i in kept]
 
 
