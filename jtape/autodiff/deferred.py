@@ -47,7 +47,7 @@ from jax.core import Tracer
 from ..tensor.raw import Pending, RawTensor
 from ..tensor.registry import REGISTRY, OpDef
 from .programs import (Key, Node, alive, chained_program, compile_program, describe, flat_inputs, joined_program,
-                       needed, outside, scalar_arguments, walkable)
+                       needed, outside, parking, scalar_arguments, walkable)
 from .promised import Owed, Prepared, grads_held, sources_in
 from .tape import GradientTape
 
@@ -161,14 +161,15 @@ class Deferred:
         nodes, self.nodes = self.nodes, []
         return nodes
 
-    def _park(self, nodes: list[Node], outs: list[RawTensor]) -> None:
-        """Keep ``nodes`` (ops of a kept tape whose results its program did not return) apart from
-        the pending ops, with the references their own inputs hold to each result."""
-        internal: dict[int, int] = {}
-        for t in flat_inputs([x for node in nodes for x in node.inputs]):
-            internal[id(t)] = internal.get(id(t), 0) + 1
-        t = None
-        self.parked = (nodes, [internal.get(id(out), 0) for out in outs])
+    def _park(self, nodes: list[Node], entry: tuple, spec: Key) -> None:
+        """Keep the ops of a kept tape whose results its program did not return apart from the pending
+        ops, with the references their own inputs hold to each result (``programs.parking``: from the
+        structure, once per program)."""
+        run = entry[1]
+        if run.parking is None:
+            run.parking = parking(spec.spec)
+        rest, counts = run.parking
+        self.parked = ([nodes[i] for i in rest], counts)
 
     def _unpark(self) -> None:
         """The parked ops go back in front of the pending ops if anything other than themselves holds
@@ -307,9 +308,7 @@ class Deferred:
         if walk is not None and walk[3] and len(outputs) < len(nodes):
             # A result only the kept tape holds stays pending (its op is parked): a later walk or
             # read computes it; usually the tape is cleared first, and it never runs.
-            returned = set(outputs)
-            rest = [i for i in range(len(nodes)) if i not in returned]
-            self._park([nodes[i] for i in rest], [outs[i] for i in rest])
+            self._park(nodes, entry, spec)
         self._store(prepared, values, (), ranges)
         if walk is None:
             return None

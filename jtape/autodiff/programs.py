@@ -275,6 +275,25 @@ def needed(nodes: list[Node], outs: list[RawTensor], external: list[int]) -> tup
     return [nodes[i] for i in kept], [outs[i] for i in kept]
 
 
+def parking(spec: tuple) -> tuple[list[int], list[int]]:
+    """The pending ops a kept tape's program does not return (parked: ``Deferred._unpark``), and for
+    each how many references the parked ops' own inputs hold to its result — read off the structure
+    (``spec``: a program's, its returned results last), so computed once per program, not per step.
+    A ref ``r >= 0`` is pending op r's result, one per input (a sequence parameter's a tuple of them),
+    so these are the counts of the parked ops' inputs by identity."""
+    node_specs, outputs = spec[0], set(spec[-1])
+    rest = [i for i in range(len(node_specs)) if i not in outputs]
+    where = {i: k for k, i in enumerate(rest)}
+    counts = [0] * len(rest)
+    for i in rest:
+        for x in node_specs[i][2]:
+            for r in (x if x.__class__ is tuple else (x,)):
+                k = where.get(r)
+                if k is not None:
+                    counts[k] += 1
+    return rest, counts
+
+
 def alive(nodes: list[Node]) -> tuple[list[Node], list[RawTensor]]:
     """The pending ops whose result someone still holds, and their results (held from now on).
     No op that is still needed reads a result nobody holds: its inputs would hold it."""
@@ -338,6 +357,7 @@ def program(spec: tuple, inner: Any):
     run.checks = []
     run.grad_mask = None       # which kept tensors get a gradient: known once traced
     run.ran = False            # has the program run (compiled) by itself, without an update joined?
+    run.parking = None         # the ops it does not return and their counts (``parking``): known at the first park
     return run
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from jtape import autodiff, nn, optim, tensor
 from jtape.backends import JaxBackend
+from jtape.autodiff.programs import flat_inputs
 from jtape.tensor.errors import ShapeError
 
 from ..training import cross_entropy_step
@@ -141,6 +142,46 @@ def test_a_cleared_tapes_parked_ops_are_dropped_without_a_walk_over_them(monkeyp
         backend.tape().clear()
     np.testing.assert_allclose(g.numpy(), g0.numpy(), rtol=1e-6)
     assert backend._deferred.parked is not None and not backend._deferred.nodes
+
+
+@pytest.mark.parametrize("program", ["chain", "squares", "stacked", "two_uses"])
+def test_parked_ops_counts_read_off_the_structure_equal_counting_their_inputs(program):
+    """The references the parked ops' inputs hold to each parked result are read off the program's
+    structure once (``programs.parking``), not counted per step: they must equal counting the parked
+    ops' inputs by identity — a result read twice (h * h), by a sequence parameter (stack), by two
+    ops — or an unpark would drop an op someone still reads (too high) or keep one for ever (too low).
+    Each structure three times: op by op, compiled, and from the cache."""
+    backend = _backend(True)
+    x = tensor.from_numpy(np.array([0.5, -1.0, 2.0], np.float32), backend)
+
+    def step():
+        h = (x * 1.5).sin()
+        if program == "chain":
+            out = (h.exp() * 2.0).tanh()
+        elif program == "squares":
+            out = (h * h).cos() * (h * h)
+        elif program == "stacked":
+            out = tensor.stack([h, h.exp(), h], 0).sin()
+        else:
+            a = h.exp()
+            out = a.sin() + a.cos() * h
+        return out.sum()
+
+    for i in range(3):
+        loss = step()
+        g, = backend.tape().gradient(loss, [x])
+        parked = backend._deferred.parked
+        assert (parked is None) == (i == 0)              # first sight runs op by op: nothing parked
+        if parked is not None:
+            nodes, counts = parked
+            outs = [node.out() for node in nodes]
+            by_identity = [sum(t is out for node in nodes for t in flat_inputs(node.inputs)) for out in outs]
+            assert counts == by_identity
+            assert len(nodes) >= 2 and any(c > 0 for c in counts)
+            nodes = outs = parked = None
+        h_value = backend.tape().operations()[1].output().value()      # unparks: the tape still holds it
+        np.testing.assert_allclose(np.asarray(h_value), np.sin(np.array([0.5, -1.0, 2.0]) * 1.5), rtol=1e-6)
+        backend.tape().clear()
 
 
 def test_a_computed_index_out_of_range_raises_from_the_compiled_program_too():
