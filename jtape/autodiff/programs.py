@@ -211,7 +211,7 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> De
     uses = [0] * len(nodes)
     if walk is not None:
         ops, seeds, keep_in, _ = walk
-        op_specs = []
+        op_specs, rebuilt = [], []
         for op in ops:
             r = get(id(op._output))
             if r is None:
@@ -220,11 +220,18 @@ def describe(nodes: list[Node], outs: list[RawTensor], walk: tuple | None) -> De
                 uses[r] += 1
                 if recorded_from(op, nodes[r]):
                     op_specs.append(r)      # the op recorded with pending op r: its inputs and statics
-                    _tally(uses, node_specs[r][2])
+                    rebuilt.append(r)
                     continue
             ins = tuple([ref(x) for x in op._inputs])
             _tally(uses, ins)
             op_specs.append((type(op), tuple(op.statics().items()), ins, r))
+        # The references the rebuilt ops' inputs hold: their pending ops' inputs', counted above in
+        # ``inner`` when every pending op is on the tape (each once: one op per output), the usual step
+        if len(rebuilt) == len(nodes):
+            uses = [u + n for u, n in zip(uses, inner)]
+        else:
+            for r in rebuilt:
+                _tally(uses, node_specs[r][2])
         seed_specs = tuple([(ref(out), None if seed is None else ref(seed)) for out, seed in seeds.items()])
         keep = sorted(set(keep_in), key=ref)             # a canonical order: the same step, the same key
         walk_spec = (tuple(op_specs), seed_specs, tuple([get(id(x)) for x in keep]))

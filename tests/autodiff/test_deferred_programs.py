@@ -184,6 +184,48 @@ def test_parked_ops_counts_read_off_the_structure_equal_counting_their_inputs(pr
         backend.tape().clear()
 
 
+@pytest.mark.parametrize("program", ["on_the_tape", "not_recorded_between", "update_by_hand"])
+def test_described_uses_are_the_walked_tapes_references_to_each_pending_result(program, monkeypatch):
+    """``describe``'s ``uses`` — per pending op, how many references the walked tape holds to its
+    result (an op's output and inputs) — decide which results a program returns: too few and a
+    value someone holds is never computed; too many and XLA writes out what nobody reads. Checked
+    against counting the tape's references by identity, for a step whose pending ops are all on the
+    tape (``inner`` reused) and steps with pending ops that are not (recorded under no_grad)."""
+    from jtape.autodiff import deferred
+
+    real, checked = deferred.describe, []
+
+    def describe(nodes, outs, walk):
+        got = real(nodes, outs, walk)
+        if walk is not None:
+            tape_ops = walk[0]
+            want = [sum((op.output() is out) + sum(x is out for x in op.inputs()) for op in tape_ops) for out in outs]
+            assert got.uses == want
+            checked.append(len(nodes) - len(tape_ops))
+        return got
+    monkeypatch.setattr(deferred, "describe", describe)
+    backend = _backend(True)
+    x = tensor.from_numpy(np.array([0.5, -1.0, 2.0], np.float32), backend)
+    w = tensor.from_numpy(np.array([1.5, 0.5, -2.0], np.float32), backend)
+    for _ in range(3):
+        h = (x * w).sin()
+        if program == "not_recorded_between":
+            with backend.no_grad():
+                s = h * 2.0                     # pending, not on the tape, reads a taped result
+            loss = (h * h).sum() + (s * 0.0).sum().detach()
+        else:
+            loss = (h * h + h.exp()).sum()
+        loss.backward()
+        if program == "update_by_hand":         # pending ops of the update, flushed with the next step
+            with backend.no_grad():
+                x.assign((x - 0.1 * x.grad).raw())
+            x.requires_grad_()
+        x.grad = w.grad = None
+    assert checked and all(n >= 0 for n in checked)
+    if program != "on_the_tape":
+        assert any(n > 0 for n in checked)        # some described step had pending ops off the tape
+
+
 def test_a_computed_index_out_of_range_raises_from_the_compiled_program_too():
     backend = _backend(True)
     x = tensor.from_numpy(np.arange(6.0, dtype=np.float32).reshape(2, 3), backend)
