@@ -22,6 +22,20 @@ def test_datatype_spellings():
         DataType.of("complex64")
 
 
+@pytest.mark.parametrize("dtype", list(DataType), ids=lambda d: d.value)
+def test_every_datatypes_kind_and_numpy_dtype_agree_with_numpy(dtype):
+    """The kind properties (read off attributes set once per member) for every dtype, against
+    NumPy's own classification of the same dtype (bfloat16: ml_dtypes', a float)."""
+    np_dtype = np.dtype(jax.numpy.bfloat16) if dtype.value == "bfloat16" else np.dtype(dtype.value)
+    assert dtype.numpy == np_dtype and dtype.jax == np_dtype and np.dtype(dtype) == np_dtype
+    is_float = dtype.value == "bfloat16" or np.issubdtype(np_dtype, np.floating)
+    assert dtype.is_float is is_float and dtype.floating is is_float
+    assert dtype.is_int is bool(np.issubdtype(np_dtype, np.integer))
+    assert dtype.is_bool is (np_dtype == np.bool_)
+    assert dtype.needs_x64 is (np_dtype.itemsize == 8) and dtype.x64 is dtype.needs_x64
+    assert sum([dtype.is_float, dtype.is_int, dtype.is_bool]) == 1
+
+
 def test_shape_is_a_tuple():
     s = Shape((2, 3))
     assert s == (2, 3) and s.ndim == 2 and s.size == 6 and hash(s) == hash((2, 3))
