@@ -7,6 +7,8 @@ program itself costs more than the compiled one.
     python benchmarks/eager_gap.py                       # CNN, 40 rounds
     python benchmarks/eager_gap.py --workload MLP-born --rounds 200
     python benchmarks/eager_gap.py --workload MLP --raw          # the update written by hand
+    python benchmarks/eager_gap.py --workload MLP-born --pauses 0 0.2 1 5 20
+        # the Python before the step's program, after sleeping that many ms before each step
 
 (Absolute times are for the record; compare the three within one run.)
 """
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workload", default="CNN", choices=[k for k, w in WORKLOADS.items() if w.kind != "chain"])
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--raw", action="store_true", help="the MLPs' step with tensor ops and an update written by hand")
+    parser.add_argument("--pauses", type=float, nargs="+", help="ms to sleep before each step: time the Python "
+                        "from the step's start to its program call after each pause instead")
     args = parser.parse_args(argv)
     w = WORKLOADS[args.workload]
     x, y, weights = inputs(w)
@@ -41,6 +45,8 @@ def main(argv: list[str] | None = None) -> dict:
         eager()
         compiled()
     plain_call = jitted.Jitted.__call__
+    if args.pauses:
+        return pauses(eager, args.pauses, args.rounds, plain_call)
     programs: list[float] = []
 
     def timed_call(self, *a):
@@ -68,6 +74,32 @@ def main(argv: list[str] | None = None) -> dict:
            "programs per step": len(programs), "compiled step ms": float(np.median(compiled_t)) * 1e3}
     print(f"{args.workload}: eager step {out['eager step ms']:.3f} ms, of which {out['programs per step']} program(s) "
           f"{out['its programs ms']:.3f} ms; compiled step {out['compiled step ms']:.3f} ms ({args.rounds} rounds)")
+    return out
+
+
+def pauses(eager, pause_ms: list[float], rounds: int, plain_call) -> dict:
+    """The Python from a step's start to its (first) program call, after sleeping before each step:
+    how much slower the same Python runs after the thread was idle."""
+    called: list[float] = []
+
+    def marked_call(self, *a):
+        called.append(time.perf_counter())
+        return plain_call(self, *a)
+    out = {}
+    jitted.Jitted.__call__ = marked_call
+    try:
+        for ms in pause_ms:
+            before = []
+            for _ in range(rounds):
+                time.sleep(ms / 1e3)
+                called.clear()
+                start = time.perf_counter()
+                eager()
+                before.append(called[0] - start)
+            out[ms] = float(np.median(before)) * 1e6
+            print(f"pause {ms:g} ms: Python before the program {out[ms]:.1f} µs ({rounds} rounds)")
+    finally:
+        jitted.Jitted.__call__ = plain_call
     return out
 
 
