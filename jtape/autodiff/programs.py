@@ -290,15 +290,10 @@ def parking(spec: tuple) -> tuple[list[int], list[int]]:
     so these are the counts of the parked ops' inputs by identity."""
     node_specs, outputs = spec[0], set(spec[-1])
     rest = [i for i in range(len(node_specs)) if i not in outputs]
-    where = {i: k for k, i in enumerate(rest)}
-    counts = [0] * len(rest)
+    counts = [0] * len(node_specs)
     for i in rest:
-        for x in node_specs[i][2]:
-            for r in (x if x.__class__ is tuple else (x,)):
-                k = where.get(r)
-                if k is not None:
-                    counts[k] += 1
-    return rest, counts
+        _tally(counts, node_specs[i][2])
+    return rest, [counts[i] for i in rest]
 
 
 def alive(nodes: list[Node]) -> tuple[list[Node], list[RawTensor]]:

@@ -57,18 +57,18 @@ class DataType(enum.Enum):
 
     @property
     def itemsize(self) -> int:
-        return _NUMPY[self].itemsize
+        return self.np_dtype.itemsize
 
     @property
     def int_range(self) -> tuple[int, int]:
         """``(min, max)`` of an integer dtype (uint8: ``(0, 255)``)."""
-        info = np.iinfo(_NUMPY[self])
+        info = np.iinfo(self.np_dtype)
         return int(info.min), int(info.max)
 
     @property
     def max_finite(self) -> float:
         """The largest finite value of a float dtype (float16: 65504)."""
-        return float(ml_dtypes.finfo(_NUMPY[self]).max)
+        return float(ml_dtypes.finfo(self.np_dtype).max)
 
     def __init__(self, value: str) -> None:
         # the NumPy dtype's hash, computed once: a DataType equals its NumPy dtype (``__eq__``), so
@@ -98,7 +98,7 @@ class DataType(enum.Enum):
     def dtype(self) -> np.dtype:
         """The NumPy dtype, under the name NumPy looks for: ``np.dtype(t.dtype)`` and
         ``np.zeros(3, t.dtype)`` take a DataType through it."""
-        return _NUMPY[self]
+        return self.np_dtype
 
     def __repr__(self) -> str:
         return f"jtape.{self.value}"

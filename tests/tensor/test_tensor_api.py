@@ -34,6 +34,11 @@ def test_every_datatypes_kind_and_numpy_dtype_agree_with_numpy(dtype):
     assert dtype.is_bool is (np_dtype == np.bool_)
     assert dtype.needs_x64 is (np_dtype.itemsize == 8) and dtype.x64 is dtype.needs_x64
     assert sum([dtype.is_float, dtype.is_int, dtype.is_bool]) == 1
+    assert dtype.itemsize == np_dtype.itemsize
+    if dtype.is_int:
+        assert dtype.int_range == (int(np.iinfo(np_dtype).min), int(np.iinfo(np_dtype).max))
+    if dtype.is_float:
+        assert dtype.max_finite == float(jax.numpy.finfo(np_dtype).max)
 
 
 def test_shape_is_a_tuple():
